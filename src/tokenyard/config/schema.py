@@ -1,0 +1,103 @@
+"""Typed, frozen configuration objects. Unknown keys are rejected everywhere."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Api = Literal["openai", "anthropic", "gemini", "zhipu", "spark", "dashscope", "local", "simulator"]
+Capability = Literal["tools", "json_mode", "vision", "reasoning"]
+Tier = Literal["economy", "standard", "premium"]
+NonNegative = Annotated[Decimal, Field(ge=0)]
+Positive = Annotated[float, Field(gt=0)]
+
+MIB = 1024 * 1024
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KeyConfig(Strict):
+    key: str = Field(min_length=1, repr=False)
+    weight: int = Field(default=1, ge=1)
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+
+
+class SimulatorConfig(Strict):
+    """Latency shape of the built-in simulator provider."""
+
+    ttft_ms: float = Field(default=150, ge=0)
+    tokens_per_s: float = Field(default=60, gt=0)
+    max_output_tokens: int = Field(default=120, ge=1)
+
+
+class ProviderConfig(Strict):
+    api: Api
+    base_url: str | None = None
+    vendor: str | None = None  # an OpenAI-wire vendor spec name; inferred from base_url if unset
+    region: str | None = None
+    timeout_s: Positive = 600
+    connect_timeout_s: Positive = 10
+    first_byte_timeout_s: Positive | None = None  # default: timeout_s
+    idle_timeout_s: Positive = 300  # longest silence between two stream chunks
+    headers: dict[str, str] = Field(default_factory=dict)
+    keys: list[KeyConfig] = Field(default_factory=list)
+    simulator: SimulatorConfig | None = None
+
+
+class PriceConfig(Strict):
+    """Provider prices per 1M tokens, in ``currency`` (default: the billing currency)."""
+
+    input: NonNegative
+    output: NonNegative = Decimal(0)
+    cached_input: NonNegative | None = None
+    currency: str | None = None
+
+
+class DeploymentConfig(Strict):
+    provider: str
+    model: str = Field(min_length=1)
+    price: PriceConfig
+    region: str | None = None  # default: the provider's region
+
+
+class ModelConfig(Strict):
+    kind: Literal["chat", "embedding"] = "chat"
+    context_window: int | None = Field(default=None, ge=1)
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    capabilities: list[Capability] = Field(default_factory=list)
+    tasks: list[str] = Field(default_factory=list)
+    tier: Tier = "standard"
+    description: str | None = None
+    deployments: list[DeploymentConfig] = Field(min_length=1)
+    fallbacks: list[str] = Field(default_factory=list)
+
+
+class BillingConfig(Strict):
+    currency: str = Field(default="USD", min_length=3, max_length=3)
+    markup: NonNegative = Decimal(0)
+    fx: dict[str, Annotated[Decimal, Field(gt=0)]] = Field(default_factory=dict)
+
+
+class LoggingConfig(Strict):
+    prompts: bool = False
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class ServerConfig(Strict):
+    max_body_bytes: int = Field(default=32 * MIB, ge=1024)
+
+
+class Config(Strict):
+    database: str = "sqlite:///tokenyard.db"
+    redis: str | None = None
+    admin_key: str | None = Field(default=None, min_length=8, repr=False)
+    billing: BillingConfig = Field(default_factory=BillingConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    models: dict[str, ModelConfig] = Field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""The request flow: plan → (reserve) → attempt → respond → settle."""

@@ -1,0 +1,118 @@
+"""Checking what a client sent before anything is spent on it.
+
+Only what the gateway itself relies on is checked; everything else is passed through for
+the upstream to judge. The routing fields of SPEC §3 (``models``, ``routing``) are removed
+from the body that goes upstream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tokenyard.errors import ContextLengthExceeded, InvalidRequest
+from tokenyard.routing.catalog import PublicModel
+from tokenyard.wire.json import JSONObject
+from tokenyard.wire.tokens import estimate_prompt_tokens
+
+ROUTING_FIELDS = ("models", "routing")
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+MAX_N = 128
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    model: str
+    body: JSONObject  # canonical body for the upstream (routing fields removed)
+    stream: bool
+    include_usage: bool
+    prompt_estimate: int
+    max_output: int | None
+
+
+def _require_int(body: JSONObject, name: str, low: int, high: int | None = None) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        bound = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise InvalidRequest(f"{name} must be an integer {bound}", param=name)
+    return value
+
+
+def model_name(body: object) -> str:
+    if not isinstance(body, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("model is required and must be a string", param="model")
+    return model
+
+
+def parse_chat(body: JSONObject) -> ChatRequest:
+    model = model_name(body)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("messages must be a non-empty array", param="messages")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
+            raise InvalidRequest(
+                f"messages[{i}] must be an object with a valid role", param=f"messages[{i}]"
+            )
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise InvalidRequest("stream must be a boolean", param="stream")
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise InvalidRequest("stream_options must be an object", param="stream_options")
+    _require_int(body, "n", 1, MAX_N)
+    limit = _require_int(body, "max_completion_tokens", 1)
+    limit = _require_int(body, "max_tokens", 1) if limit is None else limit
+    canonical = {k: v for k, v in body.items() if k not in ROUTING_FIELDS}
+    return ChatRequest(
+        model=model,
+        body=canonical,
+        stream=stream,
+        include_usage=bool(stream and options and options.get("include_usage")),
+        prompt_estimate=estimate_prompt_tokens(messages),
+        max_output=limit,
+    )
+
+
+def _has_images(body: JSONObject) -> bool:
+    for message in body["messages"]:
+        content = message.get("content")
+        if isinstance(content, list) and any(
+            isinstance(p, dict) and p.get("type") == "image_url" for p in content
+        ):
+            return True
+    return False
+
+
+def check_fit(request: ChatRequest, model: PublicModel) -> None:
+    """The model can serve this request: capabilities it declares, context window."""
+    body = request.body
+    if body.get("tools") and model.lacks("tools"):
+        raise InvalidRequest(f"the model {model.name!r} does not support tools", param="tools")
+    response_format = body.get("response_format")
+    if (
+        isinstance(response_format, dict)
+        and response_format.get("type") in ("json_object", "json_schema")
+        and model.lacks("json_mode")
+    ):
+        raise InvalidRequest(
+            f"the model {model.name!r} does not support JSON mode", param="response_format"
+        )
+    if model.lacks("vision") and _has_images(body):
+        raise InvalidRequest(f"the model {model.name!r} does not accept images", param="messages")
+    window = model.config.context_window
+    if window is not None and request.prompt_estimate > window:
+        raise ContextLengthExceeded(
+            f"the prompt (about {request.prompt_estimate} tokens) exceeds the context window "
+            f"of {model.name!r} ({window} tokens)",
+            param="messages",
+        )

@@ -1,0 +1,1 @@
+"""Accounts and client keys: issuing, hashing, authenticating (cached), revoking."""

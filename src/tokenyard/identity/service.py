@@ -1,0 +1,156 @@
+"""Authenticating client keys from memory, issuing and revoking them through the store."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from tokenyard.errors import AuthenticationFailed, PermissionDenied
+from tokenyard.identity.keys import KEY_MARK, generate_key, hash_key, visible_prefix
+from tokenyard.identity.revocation import RevocationEpoch
+from tokenyard.store.accounts import AccountRow, KeyRow
+
+REVALIDATE_S = 10.0
+"""A cached key is re-read from the database after this long, which bounds how long a
+revocation on another machine (without Redis) can take to be seen."""
+CACHE_LIMIT = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: an authenticated, unrevoked, unexpired client key."""
+
+    key_id: str
+    account_id: str
+    prefix: str
+    models: frozenset[str] | None
+    rpm: int | None
+    tpm: int | None
+    budget_nano: int | None
+    expires_at: float | None  # epoch seconds
+
+    def check_model(self, model: str) -> None:
+        if self.models is not None and model not in self.models:
+            raise PermissionDenied(f"this key may not use the model {model!r}", param="model")
+
+    def may_use(self, model: str) -> bool:
+        return self.models is None or model in self.models
+
+
+class AccountStore(Protocol):
+    async def create_account(self, name: str, balance_nano: int = 0) -> AccountRow: ...
+
+    async def get_account(self, account_id: str) -> AccountRow | None: ...
+
+    async def create_key(
+        self,
+        *,
+        account_id: str,
+        name: str,
+        key_hash: str,
+        prefix: str,
+        models: list[str] | None,
+        rpm: int | None,
+        tpm: int | None,
+        budget_nano: int | None,
+        expires_at: datetime | None,
+    ) -> KeyRow: ...
+
+    async def key_by_hash(self, key_hash: str) -> KeyRow | None: ...
+
+    async def key_by_id(self, key_id: str) -> KeyRow | None: ...
+
+    async def revoke_key(self, key_id: str) -> bool: ...
+
+
+def _principal(row: KeyRow) -> Principal:
+    return Principal(
+        key_id=row.id,
+        account_id=row.account_id,
+        prefix=row.prefix,
+        models=frozenset(row.models) if row.models is not None else None,
+        rpm=row.rpm,
+        tpm=row.tpm,
+        budget_nano=row.budget_nano,
+        expires_at=row.expires_at.timestamp() if row.expires_at else None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    row: KeyRow
+    key: str  # the only time the secret exists outside the client's hands
+
+
+class Identity:
+    def __init__(
+        self,
+        store: AccountStore,
+        epoch: RevocationEpoch,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.store = store
+        self._epoch = epoch
+        self._clock = clock
+        self._seen_epoch = epoch.value()
+        self._cache: dict[str, tuple[Principal, float]] = {}
+
+    async def authenticate(self, key: str | None) -> Principal:
+        if not key or not key.startswith(KEY_MARK):
+            raise AuthenticationFailed("missing or malformed API key")
+        epoch = self._epoch.value()
+        if epoch != self._seen_epoch:
+            self._cache.clear()
+            self._seen_epoch = epoch
+        digest = hash_key(key)
+        now = self._clock()
+        cached = self._cache.get(digest)
+        if cached is not None and now - cached[1] < REVALIDATE_S:
+            principal = cached[0]
+        else:
+            row = await self.store.key_by_hash(digest)
+            if row is None or row.revoked_at is not None:
+                self._cache.pop(digest, None)
+                raise AuthenticationFailed("invalid API key")
+            principal = _principal(row)
+            if len(self._cache) >= CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[digest] = (principal, now)
+        if principal.expires_at is not None and now >= principal.expires_at:
+            raise AuthenticationFailed("this API key has expired")
+        return principal
+
+    async def issue_key(
+        self,
+        *,
+        account_id: str,
+        name: str,
+        models: list[str] | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        budget_nano: int | None = None,
+        expires_at: datetime | None = None,
+    ) -> IssuedKey:
+        key = generate_key()
+        row = await self.store.create_key(
+            account_id=account_id,
+            name=name,
+            key_hash=hash_key(key),
+            prefix=visible_prefix(key),
+            models=models,
+            rpm=rpm,
+            tpm=tpm,
+            budget_nano=budget_nano,
+            expires_at=expires_at.astimezone(UTC) if expires_at else None,
+        )
+        return IssuedKey(row=row, key=key)
+
+    async def revoke(self, key_id: str) -> bool:
+        revoked = await self.store.revoke_key(key_id)
+        if revoked:
+            self._cache = {h: e for h, e in self._cache.items() if e[0].key_id != key_id}
+            self._epoch.bump()
+        return revoked

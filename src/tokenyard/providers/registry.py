@@ -1,0 +1,91 @@
+"""Building the configured providers: one adapter and one keep-alive connection pool each."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import aiohttp
+
+from tokenyard.config import ProviderConfig, SimulatorConfig
+from tokenyard.errors import ConfigError
+from tokenyard.providers.base import Provider
+from tokenyard.providers.openai import OpenAIProvider
+from tokenyard.providers.simulator import SimulatorProvider
+from tokenyard.providers.vendors import VENDORS, vendor_for
+
+AVAILABLE_APIS = frozenset({"openai", "simulator"})
+
+
+def availability_problems(providers: Mapping[str, ProviderConfig]) -> list[str]:
+    """What the config asks of this build that it cannot do yet."""
+    problems = []
+    for name, cfg in providers.items():
+        if cfg.api not in AVAILABLE_APIS:
+            problems.append(
+                f"providers.{name}.api: {cfg.api!r} is not available in this version "
+                f"(available: {', '.join(sorted(AVAILABLE_APIS))})"
+            )
+        if cfg.vendor is not None and cfg.vendor not in VENDORS:
+            problems.append(
+                f"providers.{name}.vendor: unknown vendor {cfg.vendor!r} "
+                f"(known: {', '.join(sorted(VENDORS))})"
+            )
+    return problems
+
+
+@dataclass
+class Upstreams:
+    """The built providers and the HTTP sessions they own."""
+
+    providers: dict[str, Provider]
+    sessions: list[aiohttp.ClientSession]
+
+    async def close(self) -> None:
+        for provider in self.providers.values():
+            await provider.close()
+        for session in self.sessions:
+            await session.close()
+
+
+def _session(cfg: ProviderConfig) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, ttl_dns_cache=300)
+    return aiohttp.ClientSession(
+        connector=connector,
+        auto_decompress=True,
+        skip_auto_headers=("User-Agent",),
+        headers={"User-Agent": "tokenyard"},
+    )
+
+
+async def build_upstreams(providers: Mapping[str, ProviderConfig]) -> Upstreams:
+    problems = availability_problems(providers)
+    if problems:
+        raise ConfigError(problems)
+    built: dict[str, Provider] = {}
+    sessions: list[aiohttp.ClientSession] = []
+    for name, cfg in providers.items():
+        if cfg.api == "simulator":
+            sim = cfg.simulator or SimulatorConfig()
+            built[name] = SimulatorProvider(
+                name=name,
+                ttft_ms=sim.ttft_ms,
+                tokens_per_s=sim.tokens_per_s,
+                max_output_tokens=sim.max_output_tokens,
+            )
+            continue
+        session = _session(cfg)
+        sessions.append(session)
+        assert cfg.base_url is not None  # checked by config validation
+        built[name] = OpenAIProvider(
+            name=name,
+            base_url=cfg.base_url,
+            vendor=vendor_for(cfg.vendor, cfg.base_url),
+            session=session,
+            timeout_s=cfg.timeout_s,
+            connect_timeout_s=cfg.connect_timeout_s,
+            first_byte_timeout_s=cfg.first_byte_timeout_s or cfg.timeout_s,
+            idle_timeout_s=cfg.idle_timeout_s,
+            extra_headers=cfg.headers,
+        )
+    return Upstreams(providers=built, sessions=sessions)

@@ -1,0 +1,1 @@
+"""Scheduling: the catalogue of public models and the plan of attempts for a request."""

@@ -1,0 +1,52 @@
+"""The public model catalogue, built once from the config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tokenyard.billing.price import Price
+from tokenyard.config import Config, ModelConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    provider: str
+    upstream_model: str
+    price: Price
+    region: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PublicModel:
+    name: str
+    config: ModelConfig
+    deployments: tuple[Deployment, ...]
+    fallbacks: tuple[str, ...]
+
+    @property
+    def kind(self) -> str:
+        return self.config.kind
+
+    def lacks(self, capability: str) -> bool:
+        """True when the model declares its capabilities and this one is not among them."""
+        declared = self.config.capabilities
+        return bool(declared) and capability not in declared
+
+
+class Catalog:
+    def __init__(self, config: Config):
+        self.models: dict[str, PublicModel] = {}
+        for name, model in config.models.items():
+            deployments = tuple(
+                Deployment(
+                    provider=d.provider,
+                    upstream_model=d.model,
+                    price=Price.from_config(d.price, config.billing),
+                    region=d.region or config.providers[d.provider].region,
+                )
+                for d in model.deployments
+            )
+            self.models[name] = PublicModel(name, model, deployments, tuple(model.fallbacks))
+
+    def get(self, name: str) -> PublicModel | None:
+        return self.models.get(name)

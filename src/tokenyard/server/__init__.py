@@ -1,0 +1,1 @@
+"""The HTTP edge: the aiohttp application, routes, middleware and SSE writing."""

@@ -1,0 +1,97 @@
+"""Running the application: one process, or ``--workers N`` processes on one port.
+
+Workers are forked after migrations ran in the parent; each binds the port with
+SO_REUSEPORT and the kernel spreads connections. They share state only through the
+database (and Redis when configured) exactly as separate machines would, plus one
+shared-memory revocation epoch so a revoked key fails at once in every worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from tokenyard.config import Config
+from tokenyard.identity.revocation import RevocationEpoch, SharedEpoch
+from tokenyard.server.app import build_app
+
+log = logging.getLogger(__name__)
+SHUTDOWN_TIMEOUT_S = 30.0
+
+
+def install_uvloop() -> None:
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+async def serve_app(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    reuse_port: bool = False,
+    on_ready: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Serve until SIGTERM or SIGINT, then finish in-flight requests and clean up."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=1024)
+        await site.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        log.info("listening", extra={"fields": {"host": host, "port": port, "pid": os.getpid()}})
+        if on_ready is not None:
+            await on_ready()
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def _worker(config: Config, host: str, port: int, epoch: RevocationEpoch) -> None:
+    install_uvloop()
+
+    async def main() -> None:
+        await serve_app(await build_app(config, epoch=epoch), host, port, reuse_port=True)
+
+    asyncio.run(main())
+
+
+def serve_workers(config: Config, host: str, port: int, workers: int) -> int:
+    """Fork ``workers`` processes and wait; a signal to the parent stops them all."""
+    context = multiprocessing.get_context("fork")
+    epoch = SharedEpoch(context.Value("q", 0))
+    procs = [
+        context.Process(target=_worker, args=(config, host, port, epoch), daemon=False)
+        for _ in range(workers)
+    ]
+    for proc in procs:
+        proc.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        for proc in procs:
+            if proc.is_alive() and proc.pid is not None:
+                os.kill(proc.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    code = 0
+    for proc in procs:
+        proc.join()
+        if proc.exitcode:
+            code = code or 1
+            forward(signal.SIGTERM, None)
+    sys.stdout.flush()
+    return code

@@ -1,0 +1,181 @@
+"""Accounts and client keys (SQL side of ``identity``)."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tokenyard.errors import ServiceUnavailable
+from tokenyard.store.tables import accounts, api_keys
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRow:
+    id: str
+    name: str
+    balance_nano: int
+    reserved_nano: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRow:
+    id: str
+    account_id: str
+    name: str
+    key_hash: str
+    prefix: str
+    models: tuple[str, ...] | None
+    rpm: int | None
+    tpm: int | None
+    budget_nano: int | None
+    spent_nano: int
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+def new_id(kind: str) -> str:
+    return f"{kind}_{secrets.token_hex(8)}"
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything stored is UTC.
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+def _key_row(row: object) -> KeyRow:
+    m = row._mapping  # type: ignore[attr-defined]
+    return KeyRow(
+        id=m["id"],
+        account_id=m["account_id"],
+        name=m["name"],
+        key_hash=m["key_hash"],
+        prefix=m["prefix"],
+        models=tuple(m["models"]) if m["models"] is not None else None,
+        rpm=m["rpm"],
+        tpm=m["tpm"],
+        budget_nano=m["budget_nano"],
+        spent_nano=m["spent_nano"],
+        expires_at=_utc(m["expires_at"]),
+        revoked_at=_utc(m["revoked_at"]),
+    )
+
+
+class SqlAccounts:
+    """Accounts and keys in the database. Every failure to reach it is a ServiceUnavailable."""
+
+    def __init__(self, engine: AsyncEngine):
+        self._engine = engine
+
+    async def create_account(self, name: str, balance_nano: int = 0) -> AccountRow:
+        row = AccountRow(new_id("acct"), name, balance_nano, 0)
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    accounts.insert().values(
+                        id=row.id,
+                        name=name,
+                        balance_nano=balance_nano,
+                        reserved_nano=0,
+                        created_at=datetime.now(UTC),
+                    )
+                )
+        except SQLAlchemyError as exc:
+            raise _unavailable(exc) from None
+        return row
+
+    async def get_account(self, account_id: str) -> AccountRow | None:
+        query = select(accounts).where(accounts.c.id == account_id)
+        try:
+            async with self._engine.connect() as conn:
+                row = (await conn.execute(query)).first()
+        except SQLAlchemyError as exc:
+            raise _unavailable(exc) from None
+        if row is None:
+            return None
+        m = row._mapping
+        return AccountRow(m["id"], m["name"], m["balance_nano"], m["reserved_nano"])
+
+    async def create_key(
+        self,
+        *,
+        account_id: str,
+        name: str,
+        key_hash: str,
+        prefix: str,
+        models: list[str] | None,
+        rpm: int | None,
+        tpm: int | None,
+        budget_nano: int | None,
+        expires_at: datetime | None,
+    ) -> KeyRow:
+        key_id = new_id("key")
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    api_keys.insert().values(
+                        id=key_id,
+                        account_id=account_id,
+                        name=name,
+                        key_hash=key_hash,
+                        prefix=prefix,
+                        models=models,
+                        rpm=rpm,
+                        tpm=tpm,
+                        budget_nano=budget_nano,
+                        spent_nano=0,
+                        expires_at=expires_at,
+                        created_at=datetime.now(UTC),
+                    )
+                )
+        except SQLAlchemyError as exc:
+            raise _unavailable(exc) from None
+        return KeyRow(
+            key_id,
+            account_id,
+            name,
+            key_hash,
+            prefix,
+            tuple(models) if models is not None else None,
+            rpm,
+            tpm,
+            budget_nano,
+            0,
+            expires_at,
+            None,
+        )
+
+    async def key_by_hash(self, key_hash: str) -> KeyRow | None:
+        return await self._one_key(api_keys.c.key_hash == key_hash)
+
+    async def key_by_id(self, key_id: str) -> KeyRow | None:
+        return await self._one_key(api_keys.c.id == key_id)
+
+    async def _one_key(self, where: object) -> KeyRow | None:
+        try:
+            async with self._engine.connect() as conn:
+                row = (await conn.execute(select(api_keys).where(where))).first()  # type: ignore[arg-type]
+        except SQLAlchemyError as exc:
+            raise _unavailable(exc) from None
+        return None if row is None else _key_row(row)
+
+    async def revoke_key(self, key_id: str) -> bool:
+        """Mark a key revoked; False when there is no such (unrevoked) key."""
+        try:
+            async with self._engine.begin() as conn:
+                result = await conn.execute(
+                    update(api_keys)
+                    .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+                    .values(revoked_at=datetime.now(UTC))
+                )
+        except SQLAlchemyError as exc:
+            raise _unavailable(exc) from None
+        return bool(result.rowcount)
+
+
+def _unavailable(exc: SQLAlchemyError) -> ServiceUnavailable:
+    return ServiceUnavailable(f"database unavailable: {type(exc).__name__}")

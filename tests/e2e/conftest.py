@@ -1,0 +1,147 @@
+"""One gateway process per database backend, in front of stand-in upstreams of every
+OpenAI-wire flavour, shared by the end-to-end tests of a module."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import ADMIN_KEY, RunningGateway, free_port, start_gateway
+from tests.upstreams.openai_wire import Flavor, StandInUpstream, run_in_thread
+
+FLAVORS = {
+    "openai-a": Flavor.OPENAI,
+    "flaky": Flavor.OPENAI,
+    "deepseek": Flavor.DEEPSEEK,
+    "moonshot": Flavor.MOONSHOT,
+    "dashscope": Flavor.DASHSCOPE,
+    "vllm": Flavor.VLLM,
+    "mistral": Flavor.MISTRAL,
+}
+
+
+@dataclass
+class Upstreams:
+    by_name: dict[str, StandInUpstream]
+    urls: dict[str, str]
+
+    def __getitem__(self, name: str) -> StandInUpstream:
+        return self.by_name[name]
+
+    def reset(self) -> None:
+        for upstream in self.by_name.values():
+            upstream.requests.clear()
+
+
+@pytest.fixture(scope="session")
+def upstreams() -> Iterator[Upstreams]:
+    by_name: dict[str, StandInUpstream] = {}
+    urls: dict[str, str] = {}
+    stops = []
+    for name, flavor in FLAVORS.items():
+        upstream = StandInUpstream(flavor, api_key=f"sk-{name}-secret")
+        urls[name], stop = run_in_thread(upstream)
+        by_name[name] = upstream
+        stops.append(stop)
+    yield Upstreams(by_name, urls)
+    for stop in stops:
+        stop()
+
+
+def gateway_config(database_url: str, urls: dict[str, str]) -> str:
+    providers = "\n".join(
+        f"""  {name}:
+    api: openai
+    vendor: {flavor.value if flavor is not Flavor.OPENAI else "openai"}
+    base_url: {urls[name]}
+    timeout_s: 5
+    first_byte_timeout_s: 2
+    idle_timeout_s: 2
+    keys: [{{key: sk-{name}-secret}}]"""
+        for name, flavor in FLAVORS.items()
+    )
+    dead = free_port()  # nothing listens there: connection refused
+    return f"""
+database: {database_url}
+admin_key: {ADMIN_KEY}
+billing: {{currency: USD, markup: 0.10, fx: {{CNY: 0.14}}}}
+server: {{max_body_bytes: 65536}}
+providers:
+{providers}
+  dead:
+    api: openai
+    base_url: http://127.0.0.1:{dead}/v1
+    connect_timeout_s: 1
+    keys: [{{key: sk-dead-secret}}]
+models:
+  gpt-mini:
+    context_window: 4096
+    capabilities: [tools, json_mode, vision]
+    deployments:
+      - {{provider: openai-a, model: gpt-4o-mini, price: {{input: 0.15, output: 0.60, cached_input: 0.075}}}}
+  deepseek-chat:
+    deployments:
+      - {{provider: deepseek, model: deepseek-chat, price: {{input: 0.27, output: 1.10, cached_input: 0.07}}}}
+  deepseek-reasoner:
+    deployments:
+      - {{provider: deepseek, model: deepseek-reasoner, price: {{input: 0.55, output: 2.19}}}}
+  kimi:
+    deployments:
+      - {{provider: moonshot, model: moonshot-v1-8k, price: {{input: 12, output: 12, currency: CNY}}}}
+  qwen-plus:
+    deployments:
+      - {{provider: dashscope, model: qwen-plus, price: {{input: 0.8, output: 2.0, currency: CNY}}}}
+  qwq:
+    deployments:
+      - {{provider: dashscope, model: qwq-plus, price: {{input: 1.6, output: 4.0, currency: CNY}}}}
+  local-think:
+    deployments:
+      - {{provider: vllm, model: qwen3-think, price: {{input: 0}}}}
+  mistral-small:
+    deployments:
+      - {{provider: mistral, model: mistral-small-latest, price: {{input: 0.1, output: 0.3}}}}
+  failover:
+    deployments:
+      - {{provider: dead, model: x, price: {{input: 1}}}}
+      - {{provider: flaky, model: gpt-4o-mini, price: {{input: 1, output: 2}}}}
+  with-fallback:
+    deployments:
+      - {{provider: flaky, model: gpt-4o-mini, price: {{input: 1, output: 2}}}}
+    fallbacks: [gpt-mini]
+  only-flaky:
+    deployments:
+      - {{provider: flaky, model: gpt-4o-mini, price: {{input: 1, output: 2}}}}
+  only-dead:
+    deployments:
+      - {{provider: dead, model: x, price: {{input: 1}}}}
+  tiny-window:
+    context_window: 20
+    deployments:
+      - {{provider: openai-a, model: gpt-4o-mini, price: {{input: 1}}}}
+  text-only:
+    capabilities: [json_mode]
+    deployments:
+      - {{provider: openai-a, model: gpt-4o-mini, price: {{input: 1}}}}
+  embed-small:
+    kind: embedding
+    deployments:
+      - {{provider: openai-a, model: text-embedding-3-small, price: {{input: 0.02}}}}
+"""
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    database_url: str, upstreams: Upstreams, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningGateway]:
+    directory: Path = tmp_path_factory.mktemp("gateway")
+    running = start_gateway(directory, gateway_config(database_url, upstreams.urls))
+    yield running
+    assert running.stop() == 0, running.log()
+
+
+@pytest.fixture
+def key(gateway: RunningGateway) -> str:
+    return gateway.new_key()
