@@ -11,8 +11,12 @@ import pytest
 from tests.e2e.harness import postgres_database
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """A fresh, empty database: an SQLite file, or a new database on the PostgreSQL server
     that the test command starts (its URL in TOKENYARD_TEST_PG)."""
     if request.param == "sqlite":

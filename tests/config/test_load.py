@@ -269,5 +269,7 @@ def test_check_config_on_a_missing_file(tmp_path: Path) -> None:
 
 def test_a_value_with_yaml_syntax_stays_one_string() -> None:
     env = {"K": "a: b # not a comment, {x}"}
-    config = parse_config("providers:\n  p: {api: openai, base_url: http://x, keys: [{key: ${K}}]}\n", env)
+    config = parse_config(
+        "providers:\n  p: {api: openai, base_url: http://x, keys: [{key: ${K}}]}\n", env
+    )
     assert config.providers["p"].keys[0].key == "a: b # not a comment, {x}"

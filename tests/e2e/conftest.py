@@ -20,6 +20,7 @@ FLAVORS = {
     "dashscope": Flavor.DASHSCOPE,
     "vllm": Flavor.VLLM,
     "mistral": Flavor.MISTRAL,
+    "ollama": Flavor.OLLAMA,
 }
 
 
@@ -100,6 +101,9 @@ models:
   local-think:
     deployments:
       - {{provider: vllm, model: qwen3-think, price: {{input: 0}}}}
+  ollama-think:
+    deployments:
+      - {{provider: ollama, model: deepseek-r1-think, price: {{input: 0}}}}
   mistral-small:
     deployments:
       - {{provider: mistral, model: mistral-small-latest, price: {{input: 0.1, output: 0.3}}}}

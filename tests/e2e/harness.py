@@ -92,8 +92,18 @@ def start_gateway(
     log_path = directory / "gateway.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "tokenyard.cli.main", "serve", "--config", str(config),
-             "--port", str(port), "--workers", str(workers)],
+            [
+                sys.executable,
+                "-m",
+                "tokenyard.cli.main",
+                "serve",
+                "--config",
+                str(config),
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
@@ -104,10 +114,11 @@ def start_gateway(
         if process.poll() is not None:
             raise RuntimeError(f"the gateway exited with {process.returncode}:\n{gateway.log()}")
         try:
-            if httpx.get(gateway.base_url + "/readyz", timeout=1).status_code == 200:
-                return gateway
+            ready = httpx.get(gateway.base_url + "/readyz", timeout=1).status_code == 200
         except httpx.HTTPError:
-            pass
+            ready = False
+        if ready and gateway.log().count('"msg":"listening"') >= workers:
+            return gateway
         time.sleep(0.05)
     gateway.stop()
     raise RuntimeError(f"the gateway did not become ready:\n{gateway.log()}")

@@ -9,7 +9,6 @@ import multiprocessing
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -152,5 +151,3 @@ def test_model_scopes(tmp_path: Path) -> None:
         assert not principal.may_use("m2")
 
     run(tmp_path, scenario)
-
-

@@ -256,9 +256,9 @@ class StandInUpstream:
         messages, model = body.get("messages"), body.get("model")
         if not isinstance(model, str) or not model:
             return self._bad_request("you must provide a model parameter")
-        if not isinstance(messages, list) or not messages:
-            return self._bad_request("'messages' must be a non-empty array of objects")
-        if not all(isinstance(m, dict) for m in messages):
+        if not (
+            isinstance(messages, list) and messages and all(isinstance(m, dict) for m in messages)
+        ):
             return self._bad_request("'messages' must be a non-empty array of objects")
         if model == "missing-model":
             return _json(not_found_body(self.flavor, model), 404)
@@ -411,8 +411,9 @@ class StandInUpstream:
         for data in chunks:
             await response.write(b"data: " + orjson.dumps(data) + b"\n\n")
         if break_after is not None:
-            inner = error_body(self.flavor, 500, "The upstream stream was interrupted.")
-            error = {"error": inner.get("error", inner)}  # Mistral's flat envelope gets wrapped
+            body_500 = error_body(self.flavor, 500, "The upstream stream was interrupted.")
+            inner = body_500.get("error") or {k: v for k, v in body_500.items() if k != "object"}
+            error = {"error": inner}  # always OpenAI-style, even for Mistral's flat envelope
             await response.write(b"data: " + orjson.dumps(error) + b"\n\n")
             response.force_close()
         else:

@@ -23,8 +23,12 @@ def test_deepseek_cache_hits_and_moonshot_top_level_cached_tokens() -> None:
 
 def test_nonsense_counts_become_zero_and_subsets_are_bounded() -> None:
     usage = usage_from_openai(
-        {"prompt_tokens": "x", "completion_tokens": 3, "prompt_tokens_details": {"cached_tokens": 7},
-         "completion_tokens_details": {"reasoning_tokens": 9}}
+        {
+            "prompt_tokens": "x",
+            "completion_tokens": 3,
+            "prompt_tokens_details": {"cached_tokens": 7},
+            "completion_tokens_details": {"reasoning_tokens": 9},
+        }
     )
     assert usage == Usage(0, 3, 0, 3)
 
