@@ -1,0 +1,135 @@
+"""Turn load results into rows, a Markdown table and a JSON file."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+DIRECT = "upstream (direct)"
+Row = dict[str, Any]
+
+COLUMNS = [
+    ("target", "target"),
+    ("mode", "mode"),
+    ("concurrency", "conc"),
+    ("requests", "requests"),
+    ("errors", "errors"),
+    ("rps", "rps"),
+    ("p50_ms", "p50 ms"),
+    ("p99_ms", "p99 ms"),
+    ("added_p50_ms", "added p50 ms"),
+    ("ttfb_p50_ms", "TTFB p50 ms"),
+]
+RATIO_COLUMN = ("rps_vs_litellm", "rps vs litellm")
+
+
+def make_row(target: str, mode: str, load: dict[str, Any]) -> Row:
+    return {
+        "target": target,
+        "mode": mode,
+        "concurrency": load["concurrency"],
+        "requests": load["requests"],
+        "errors": load["errors"],
+        "rps": load["rps"],
+        "p50_ms": load["p50_ms"],
+        "p99_ms": load["p99_ms"],
+        "added_p50_ms": None,
+        "ttfb_p50_ms": load["ttfb_p50_ms"],
+        "rps_vs_litellm": None,
+        "load": load,
+    }
+
+
+def _index(rows: Sequence[Row], target: str) -> dict[tuple[str, int], Row]:
+    return {(r["mode"], r["concurrency"]): r for r in rows if r["target"] == target}
+
+
+def add_derived(rows: Sequence[Row], gateway: str, litellm: str | None) -> None:
+    """Fill ``added_p50_ms`` (vs direct) and ``rps_vs_litellm`` (gateway rows) in place."""
+    direct = _index(rows, DIRECT)
+    other = _index(rows, litellm) if litellm else {}
+    for row in rows:
+        key = (row["mode"], row["concurrency"])
+        base = direct.get(key)
+        if row["target"] != DIRECT and base and None not in (row["p50_ms"], base["p50_ms"]):
+            row["added_p50_ms"] = round(row["p50_ms"] - base["p50_ms"], 3)
+        peer = other.get(key)
+        if row["target"] == gateway and peer and peer["rps"]:
+            row["rps_vs_litellm"] = round(row["rps"] / peer["rps"], 2)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if abs(value) >= 100:
+            return f"{value:,.1f}"
+        return f"{value:.2f}" if abs(value) >= 10 else f"{value:.3f}"
+    return str(value)
+
+
+def markdown_table(rows: Sequence[Row], with_ratio: bool) -> str:
+    columns = COLUMNS + ([RATIO_COLUMN] if with_ratio else [])
+    lines = [
+        "| " + " | ".join(title for _, title in columns) + " |",
+        "|" + "|".join("---" if key in ("target", "mode") else "---:" for key, _ in columns) + "|",
+    ]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row[key]) for key, _ in columns) + " |")
+    return "\n".join(lines)
+
+
+def process_table(procs: Sequence[dict[str, Any]]) -> str:
+    lines = [
+        "| target | ready s | RSS idle MB | RSS end MB | core | command |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for p in procs:
+        cells = [
+            p["target"],
+            p.get("ready_s"),
+            p.get("rss_idle_mb"),
+            p.get("rss_end_mb"),
+            p.get("core"),
+            f"`{p.get('command', '')}`",
+        ]
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def _git_commit(repo: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except OSError:
+        return None
+    return out.stdout.strip() or None
+
+
+def environment(repo: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": platform.node(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "git_commit": _git_commit(repo),
+        **settings,
+    }
+
+
+def write_json(
+    path: Path, env: dict[str, Any], procs: Sequence[dict[str, Any]], rows: Sequence[Row]
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"environment": env, "processes": list(procs), "rows": list(rows)}
+    path.write_text(json.dumps(doc, indent=2) + "\n")
