@@ -42,11 +42,20 @@ class RunningGateway:
             method, path, json=json, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
         )
 
-    def new_account(self, name: str = "e2e") -> str:
+    def new_account(self, name: str = "e2e", credit: str | None = "1000") -> str:
         response = self.admin("POST", "/admin/accounts", {"name": name})
         assert response.status_code == 201, response.text
         account_id: str = response.json()["id"]
+        if credit is not None:
+            self.credit(account_id, credit)
         return account_id
+
+    def credit(self, account_id: str, amount: str, reference: str | None = None) -> str:
+        response = self.admin("POST", f"/admin/accounts/{account_id}/credits",
+                              {"amount": amount, "reference": reference or secrets.token_hex(8)})
+        assert response.status_code in (200, 201), response.text
+        balance: str = response.json()["balance"]
+        return balance
 
     def new_key(self, account_id: str | None = None, **fields: Any) -> str:
         body = {"account_id": account_id or self.new_account(), "name": "k", **fields}

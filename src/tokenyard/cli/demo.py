@@ -12,8 +12,8 @@ from tokenyard.config import parse_config
 from tokenyard.identity.service import Identity
 from tokenyard.obs.logs import configure_logging
 from tokenyard.server.app import build_app
-from tokenyard.server.client_api import IDENTITY
 from tokenyard.server.run import install_uvloop, serve_app
+from tokenyard.server.state import IDENTITY, LEDGER
 from tokenyard.store import Database
 
 DEMO_CREDIT_NANO = 10 * 10**9  # 10 USD
@@ -107,7 +107,10 @@ def run_demo(port: int, host: str) -> int:
 
         async def ready() -> None:
             identity: Identity = app[IDENTITY]
-            account = await identity.store.create_account("demo", DEMO_CREDIT_NANO)
+            account = await identity.store.create_account("demo")
+            await app[LEDGER].credit(
+                account.id, DEMO_CREDIT_NANO, "demo:welcome-credit", note="demo credit"
+            )
             issued = await identity.issue_key(account_id=account.id, name="demo")
             print(_banner(f"http://{host}:{port}", issued.key, admin_key, db), flush=True)
 

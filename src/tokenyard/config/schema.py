@@ -81,6 +81,12 @@ class BillingConfig(Strict):
     currency: str = Field(default="USD", min_length=3, max_length=3)
     markup: NonNegative = Decimal(0)
     fx: dict[str, Annotated[Decimal, Field(gt=0)]] = Field(default_factory=dict)
+    default_max_output_tokens: int = Field(default=4096, ge=1)
+    """Held for a request that names no max_tokens, on a model that declares none."""
+    reaper_interval_s: Positive = 5
+    """How often a process heartbeats and releases the reservations of dead processes."""
+    stale_after_s: Positive = 60
+    """A process silent this long is dead (on another host; same-host pids are checked)."""
 
 
 class LoggingConfig(Strict):

@@ -1,6 +1,6 @@
-"""One request through the upstreams: the plan's attempts in order, failing over only
-before the first byte reached the client and only for failures another upstream could fix.
-"""
+"""One request through the upstreams: hold the worst case, try the plan's attempts in order
+(failing over only before the first byte reached the client, and only for failures another
+upstream could fix), charge the real cost, release the rest."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TypeVar
 
-from tokenyard.billing.price import cost_nano
+from tokenyard.billing.wallet import Payer, Wallet
 from tokenyard.errors import (
     InvalidRequest,
     ModelNotFound,
@@ -25,7 +25,9 @@ from tokenyard.pool.keys import KeyPool
 from tokenyard.providers.base import Call, ChatResult, EmbeddingResult, Provider
 from tokenyard.routing.catalog import Catalog, PublicModel
 from tokenyard.routing.plan import Attempt, plan
+from tokenyard.store.ledger import HeldReservation
 from tokenyard.wire.json import JSONObject
+from tokenyard.wire.tokens import estimate_text_tokens
 from tokenyard.wire.usage import Usage
 
 log = logging.getLogger(__name__)
@@ -45,12 +47,16 @@ class Gateway:
         catalog: Catalog,
         providers: Mapping[str, Provider],
         pools: Mapping[str, KeyPool],
+        wallet: Wallet,
         markup: Decimal,
+        default_max_output: int,
     ):
         self.catalog = catalog
         self._providers = providers
         self._pools = pools
+        self._wallet = wallet
         self._markup = markup
+        self._default_max_output = default_max_output
 
     def resolve(self, principal: Principal, name: str, kind: str) -> PublicModel:
         model = self.catalog.get(name)
@@ -59,17 +65,28 @@ class Gateway:
         principal.check_model(name)
         return model
 
+    def payer(self, principal: Principal) -> Payer:
+        markup = self._markup if principal.markup is None else principal.markup
+        return Payer(principal.account_id, principal.key_id, markup)
+
+    async def _hold(
+        self, request_id: str, payer: Payer, attempts: list[Attempt], prompt: int, output: int
+    ) -> HeldReservation:
+        prices = {a.deployment.price for a in attempts}
+        amount = self._wallet.worst_case(prices, prompt, output, payer.markup)
+        return await self._wallet.hold(request_id, payer, amount)
+
     async def _first_success(
         self,
-        model: PublicModel,
+        attempts: list[Attempt],
         body: JSONObject,
         call: Callable[[Provider, Call], Awaitable[T]],
     ) -> tuple[Attempt, T, int]:
-        """Try each attempt of the plan until one succeeds; returns it, its result and the
-        number of upstream calls made."""
+        """Try each attempt until one succeeds; returns it, its result and the number of
+        upstream calls made."""
         calls = 0
         last: UpstreamError | None = None
-        for attempt in plan(self.catalog, model):
+        for attempt in attempts:
             key = self._pools[attempt.deployment.provider].choose()
             upstream_call = Call(
                 body=body,
@@ -98,40 +115,30 @@ class Gateway:
                 last = exc
                 continue
             return attempt, result, calls
+        name = attempts[0].model.name if attempts else "?"
         if last is None:
-            raise NoUpstreamAvailable(f"no deployment of {model.name!r} can serve this request")
+            raise NoUpstreamAvailable(f"no deployment of {name!r} can serve this request")
         if isinstance(last, UpstreamTimeout):
-            raise UpstreamTimeout(f"every upstream for {model.name!r} timed out ({calls} tried)")
+            raise UpstreamTimeout(f"every upstream for {name!r} timed out ({calls} tried)")
         raise UpstreamError(
-            f"every upstream for {model.name!r} failed ({calls} tried); last: {last.message}",
+            f"every upstream for {name!r} failed ({calls} tried); last: {last.message}",
             retryable=False,
             status=502,
             code=last.code,
         )
 
-    def _cost(self, attempt: Attempt, usage: Usage) -> int:
-        return cost_nano(attempt.deployment.price, usage, self._markup)
-
-    # -- embeddings ------------------------------------------------------------------
-
-    async def embed(self, principal: Principal, body: JSONObject) -> Completed:
-        model = self.resolve(principal, model_name(body), "embedding")
-        if "input" not in body:
-            raise InvalidRequest("input is required", param="input")
-
-        async def call(provider: Provider, upstream: Call) -> EmbeddingResult:
-            return await provider.embed(upstream)
-
-        attempt, result, calls = await self._first_success(model, body, call)
-        served = Served(
-            attempt.model.name,
-            attempt.deployment.provider,
-            calls,
-            self._cost(attempt, result.usage),
+    async def _settle(
+        self, held: HeldReservation, payer: Payer, attempt: Attempt, usage: Usage
+    ) -> int:
+        settled = await self._wallet.settle(
+            held,
+            payer=payer,
+            price=attempt.deployment.price,
+            usage=usage,
+            model=attempt.model.name,
+            provider=attempt.deployment.provider,
         )
-        usage = result.body.setdefault("usage", {})
-        usage["cost"] = float(served.cost)
-        return Completed(result.body, served)
+        return settled.cost_nano
 
     # -- chat ------------------------------------------------------------------------
 
@@ -141,31 +148,89 @@ class Gateway:
         check_fit(request, model)
         return request, model
 
-    async def complete(self, request: ChatRequest, model: PublicModel) -> Completed:
+    def _max_output(self, request: ChatRequest, model: PublicModel) -> int:
+        limit = request.max_output or model.config.max_output_tokens or self._default_max_output
+        return limit * request.choices
+
+    async def complete(
+        self, request_id: str, principal: Principal, request: ChatRequest, model: PublicModel
+    ) -> Completed:
         async def call(provider: Provider, upstream: Call) -> ChatResult:
             return await provider.chat(upstream)
 
-        attempt, result, calls = await self._first_success(model, request.body, call)
-        served = Served(
-            attempt.model.name,
-            attempt.deployment.provider,
-            calls,
-            self._cost(attempt, result.usage),
+        payer = self.payer(principal)
+        attempts = plan(self.catalog, model)
+        held = await self._hold(
+            request_id, payer, attempts, request.prompt_estimate, self._max_output(request, model)
         )
+        try:
+            attempt, result, calls = await self._first_success(attempts, request.body, call)
+        except BaseException:
+            await self._wallet.release(held)
+            raise
+        cost = await self._settle(held, payer, attempt, result.usage)
+        served = Served(attempt.model.name, attempt.deployment.provider, calls, cost)
         result.body["usage"]["cost"] = float(served.cost)
         return Completed(result.body, served)
 
-    async def stream(self, request: ChatRequest, model: PublicModel) -> StreamRelay:
-        """Open the first upstream stream that delivers a first chunk; the relay then owns it."""
+    async def stream(
+        self, request_id: str, principal: Principal, request: ChatRequest, model: PublicModel
+    ) -> StreamRelay:
+        """Open the first upstream stream that delivers a first chunk; the relay then owns
+        the stream and the hold, and settles when the stream ends however it ends."""
 
         async def call(provider: Provider, upstream: Call) -> OpenedStream:
             return await OpenedStream.open(provider, upstream)
 
-        attempt, opened, calls = await self._first_success(model, request.body, call)
+        payer = self.payer(principal)
+        attempts = plan(self.catalog, model)
+        held = await self._hold(
+            request_id, payer, attempts, request.prompt_estimate, self._max_output(request, model)
+        )
+        try:
+            attempt, opened, calls = await self._first_success(attempts, request.body, call)
+        except BaseException:
+            await self._wallet.release(held)
+            raise
+
+        async def settle(usage: Usage) -> int:
+            return await self._settle(held, payer, attempt, usage)
+
         return StreamRelay(
             opened=opened,
             served=Served(attempt.model.name, attempt.deployment.provider, calls),
-            price=lambda usage: self._cost(attempt, usage),
+            settle=settle,
             prompt_estimate=request.prompt_estimate,
             include_usage=request.include_usage,
         )
+
+    # -- embeddings ------------------------------------------------------------------
+
+    async def embed(self, request_id: str, principal: Principal, body: JSONObject) -> Completed:
+        model = self.resolve(principal, model_name(body), "embedding")
+        texts = body.get("input")
+        if texts is None:
+            raise InvalidRequest("input is required", param="input")
+        if not isinstance(texts, str | list) or (isinstance(texts, list) and not texts):
+            raise InvalidRequest("input must be a string or a non-empty array", param="input")
+
+        async def call(provider: Provider, upstream: Call) -> EmbeddingResult:
+            return await provider.embed(upstream)
+
+        payer = self.payer(principal)
+        attempts = plan(self.catalog, model)
+        items = [texts] if isinstance(texts, str) else texts
+        prompt = sum(
+            estimate_text_tokens(t) if isinstance(t, str) else len(t) if isinstance(t, list) else 1
+            for t in items
+        )
+        held = await self._hold(request_id, payer, attempts, prompt, 0)
+        try:
+            attempt, result, calls = await self._first_success(attempts, body, call)
+        except BaseException:
+            await self._wallet.release(held)
+            raise
+        cost = await self._settle(held, payer, attempt, result.usage)
+        served = Served(attempt.model.name, attempt.deployment.provider, calls, cost)
+        result.body.setdefault("usage", {})["cost"] = float(served.cost)
+        return Completed(result.body, served)

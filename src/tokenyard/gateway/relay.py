@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from tokenyard.billing.money import format_nano
@@ -54,27 +54,34 @@ class OpenedStream:
 class StreamRelay:
     """Yields SSE frames as upstream chunks arrive — never buffered — then the usage chunk
     (when the client asked for it, with its cost) and ``[DONE]``. A failure after the first
-    byte becomes an error event. ``served.cost_nano`` is set when the upstream is done,
-    however it ends (also when the client leaves)."""
+    byte becomes an error event.
+
+    The charge is committed before the last frames are yielded. A client that leaves ends
+    the iteration early: the upstream is closed at once (cancelling its work) and what it
+    produced until then is charged — its reported usage if it got that far, else the prompt
+    estimate and one token per relayed chunk. :meth:`aclose` does the same for a relay that
+    was never iterated."""
 
     def __init__(
         self,
         *,
         opened: OpenedStream,
         served: Served,
-        price: Callable[[Usage], int],
+        settle: Callable[[Usage], Awaitable[int]],
         prompt_estimate: int,
         include_usage: bool,
     ):
         self.served = served
         self._opened = opened
-        self._price = price
+        self._settle = settle
+        self._settled = False
         self._prompt_estimate = prompt_estimate
         self._include_usage = include_usage
         self._chunks = 0
 
     async def frames(self) -> AsyncGenerator[bytes, None]:
         opened = self._opened
+        failure: TokenyardError | None = None
         try:
             if opened.first is not None:
                 self._chunks = 1
@@ -87,13 +94,22 @@ class StreamRelay:
                 "upstream stream broke",
                 extra={"fields": {"provider": self.served.provider, "error": exc.code}},
             )
-            yield frame(dumps(exc.body()))
+            failure = exc
         finally:
-            await opened.stream.aclose()
-            self.served.cost_nano = self._price(self._usage())
+            await self.aclose()  # also on GeneratorExit: the client left
+        if failure is not None:
+            yield frame(dumps(failure.body()))
         if self._include_usage:
             yield frame(self._usage_chunk())
         yield DONE_FRAME
+
+    async def aclose(self) -> None:
+        """Close the upstream and charge what it produced; idempotent."""
+        if self._settled:
+            return
+        self._settled = True
+        await self._opened.stream.aclose()
+        self.served.cost_nano = await self._settle(self._usage())
 
     def _usage(self) -> Usage:
         usage = self._opened.stream.usage

@@ -27,6 +27,7 @@ class ChatRequest:
     include_usage: bool
     prompt_estimate: int
     max_output: int | None
+    choices: int
 
 
 def _require_int(body: JSONObject, name: str, low: int, high: int | None = None) -> int | None:
@@ -69,7 +70,7 @@ def parse_chat(body: JSONObject) -> ChatRequest:
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise InvalidRequest("stream_options must be an object", param="stream_options")
-    _require_int(body, "n", 1, MAX_N)
+    choices = _require_int(body, "n", 1, MAX_N) or 1
     limit = _require_int(body, "max_completion_tokens", 1)
     limit = _require_int(body, "max_tokens", 1) if limit is None else limit
     canonical = {k: v for k, v in body.items() if k not in ROUTING_FIELDS}
@@ -80,6 +81,7 @@ def parse_chat(body: JSONObject) -> ChatRequest:
         include_usage=bool(stream and options and options.get("include_usage")),
         prompt_estimate=estimate_prompt_tokens(messages),
         max_output=limit,
+        choices=choices,
     )
 
 

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Protocol
 
 from tokenyard.errors import AuthenticationFailed, PermissionDenied
@@ -31,6 +32,7 @@ class Principal:
     tpm: int | None
     budget_nano: int | None
     expires_at: float | None  # epoch seconds
+    markup: Decimal | None = None  # the account's own markup, when it has one
 
     def check_model(self, model: str) -> None:
         if self.models is not None and model not in self.models:
@@ -41,7 +43,7 @@ class Principal:
 
 
 class AccountStore(Protocol):
-    async def create_account(self, name: str, balance_nano: int = 0) -> AccountRow: ...
+    async def create_account(self, name: str, markup: str | None = None) -> AccountRow: ...
 
     async def get_account(self, account_id: str) -> AccountRow | None: ...
 
@@ -76,6 +78,7 @@ def _principal(row: KeyRow) -> Principal:
         tpm=row.tpm,
         budget_nano=row.budget_nano,
         expires_at=row.expires_at.timestamp() if row.expires_at else None,
+        markup=Decimal(row.account_markup) if row.account_markup is not None else None,
     )
 
 

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import hmac
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 
 from aiohttp import web
 
+from tokenyard.billing.invoice import Statement, month_bounds
 from tokenyard.billing.money import format_nano, parse_amount
 from tokenyard.errors import AuthenticationFailed, InvalidRequest, NotFound
 from tokenyard.gateway.flow import Gateway
 from tokenyard.identity.service import Identity
-from tokenyard.server.client_api import GATEWAY, IDENTITY
-from tokenyard.server.http import REQUEST_ID, bearer, json_response, read_json
+from tokenyard.server.http import bearer, json_response, read_json
+from tokenyard.server.state import ADMIN_KEY, CONFIG, GATEWAY, IDENTITY, LEDGER, REPORTS
+from tokenyard.store.accounts import AccountRow
+from tokenyard.store.ledger import DuplicateReference
+from tokenyard.store.reports import UsageFilter
 from tokenyard.wire.json import JSONObject
-
-ADMIN_KEY = web.AppKey("admin_key", str)
 
 
 def _require_admin(request: web.Request) -> None:
@@ -83,16 +86,145 @@ def _expiry(body: JSONObject) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+def _markup(body: JSONObject) -> str | None:
+    value = body.get("markup")
+    if value is None:
+        return None
+    try:
+        markup = Decimal(str(value)) if isinstance(value, str | int) else None
+    except InvalidOperation:
+        markup = None
+    if markup is None or not markup.is_finite() or markup < 0 or markup > 100:
+        raise InvalidRequest("markup must be a decimal string between 0 and 100", param="markup")
+    return str(markup)
+
+
+def _account_json(account: AccountRow) -> JSONObject:
+    return {
+        "id": account.id,
+        "name": account.name,
+        "balance": format_nano(account.balance_nano),
+        "reserved": format_nano(account.reserved_nano),
+        "markup": account.markup,
+    }
+
+
 async def create_account(request: web.Request) -> web.Response:
     _require_admin(request)
     body = await read_json(request)
     name = _text(body, "name")
     assert name is not None
-    account = await request.app[IDENTITY].store.create_account(name)
+    account = await request.app[IDENTITY].store.create_account(name, markup=_markup(body))
+    return json_response(_account_json(account), status=201)
+
+
+async def credit_account(request: web.Request) -> web.Response:
+    """Credits (or, with a negative amount, adjusts) once per ``reference``."""
+    _require_admin(request)
+    body = await read_json(request)
+    reference = _text(body, "reference")
+    value = body.get("amount")
+    try:
+        amount = parse_amount(value) if isinstance(value, str) else None
+    except ValueError:
+        amount = None
+    if amount is None or amount == 0:
+        raise InvalidRequest("amount must be a non-zero decimal string", param="amount")
+    try:
+        result = await request.app[LEDGER].credit(
+            request.match_info["id"],
+            amount,
+            f"admin:{reference}",
+            kind="credit" if amount > 0 else "adjustment",
+            note=_text(body, "note", required=False),
+        )
+    except DuplicateReference:
+        raise InvalidRequest(
+            "this reference was used for another account", param="reference"
+        ) from None
+    if result is None:
+        raise NotFound("no such account")
+    balance, applied = result
     return json_response(
-        {"id": account.id, "name": account.name, "balance": format_nano(account.balance_nano)},
-        status=201,
-        headers={REQUEST_ID: request["request_id"]},
+        {"balance": format_nano(balance), "applied": applied}, status=201 if applied else 200
+    )
+
+
+def _when(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be an ISO 8601 date or timestamp", param=name) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+async def usage(request: web.Request) -> web.Response:
+    _require_admin(request)
+    query = request.query
+    group_by = query.get("group_by", "model")
+    if group_by not in ("model", "day", "key", "provider"):
+        raise InvalidRequest("group_by must be model, day, key or provider", param="group_by")
+    where = UsageFilter(
+        account_id=query.get("account_id"),
+        key_id=query.get("key_id"),
+        model=query.get("model"),
+        since=_when(query.get("since"), "since"),
+        until=_when(query.get("until"), "until"),
+    )
+    rows = await request.app[REPORTS].usage(where, group_by)  # type: ignore[arg-type]
+    return json_response(
+        {
+            "group_by": group_by,
+            "rows": [
+                {
+                    "group": row.group,
+                    "requests": row.requests,
+                    "input_tokens": row.input_tokens,
+                    "cached_tokens": row.cached_tokens,
+                    "output_tokens": row.output_tokens,
+                    "provider_cost": format_nano(row.provider_cost_nano),
+                    "cost": format_nano(row.cost_nano),
+                }
+                for row in rows
+            ],
+        }
+    )
+
+
+async def invoice(request: web.Request) -> web.Response:
+    _require_admin(request)
+    account = await request.app[IDENTITY].store.get_account(request.match_info["id"])
+    if account is None:
+        raise NotFound("no such account")
+    month = request.query.get("month") or datetime.now(UTC).strftime("%Y-%m")
+    fmt = request.query.get("format", "json")
+    if fmt not in ("json", "csv", "html"):
+        raise InvalidRequest("format must be json, csv or html", param="format")
+    statement = await build_statement(request.app, account, month)
+    if fmt == "csv":
+        return web.Response(
+            text=statement.as_csv(),
+            content_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{account.id}-{month}.csv"'},
+        )
+    if fmt == "html":
+        return web.Response(text=statement.as_html(), content_type="text/html")
+    return json_response(statement.as_json())
+
+
+async def build_statement(app: web.Application, account: AccountRow, month: str) -> Statement:
+    start, end = month_bounds(month)
+    reports = app[REPORTS]
+    lines = await reports.usage(UsageFilter(account_id=account.id, since=start, until=end), "model")
+    return Statement(
+        account_id=account.id,
+        account_name=account.name,
+        month=month,
+        currency=app[CONFIG].billing.currency,
+        lines=lines,
+        credits_nano=await reports.credits(account.id, start, end),
     )
 
 
@@ -156,5 +288,8 @@ async def revoke_key(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/admin/accounts", create_account)
     app.router.add_get("/admin/accounts/{id}", get_account)
+    app.router.add_post("/admin/accounts/{id}/credits", credit_account)
+    app.router.add_get("/admin/accounts/{id}/invoice", invoice)
+    app.router.add_get("/admin/usage", usage)
     app.router.add_post("/admin/keys", create_key)
     app.router.add_delete("/admin/keys/{id}", revoke_key)

@@ -2,25 +2,40 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from tokenyard.billing.reaper import Reaper, new_owner
+from tokenyard.billing.wallet import Wallet
 from tokenyard.config import Config
 from tokenyard.gateway.flow import Gateway
 from tokenyard.identity.revocation import MemoryEpoch, RevocationEpoch
 from tokenyard.identity.service import Identity
 from tokenyard.pool.keys import KeyPool
-from tokenyard.providers.registry import Upstreams, build_upstreams
+from tokenyard.providers.registry import build_upstreams
 from tokenyard.routing.catalog import Catalog
 from tokenyard.server import admin_api, client_api
-from tokenyard.server.http import MAX_BODY, json_response
+from tokenyard.server.http import json_response
 from tokenyard.server.middleware import edge
+from tokenyard.server.state import (
+    ADMIN_KEY,
+    CONFIG,
+    DATABASE,
+    GATEWAY,
+    IDENTITY,
+    LEDGER,
+    MAX_BODY,
+    REPORTS,
+    UPSTREAMS,
+)
 from tokenyard.store import Database
 from tokenyard.store.accounts import SqlAccounts
-
-DATABASE = web.AppKey("database", Database)
-UPSTREAMS = web.AppKey("upstreams", Upstreams)
+from tokenyard.store.ledger import SqlLedger
+from tokenyard.store.reports import SqlReports
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -43,21 +58,43 @@ async def build_app(config: Config, *, epoch: RevocationEpoch | None = None) -> 
     rng = random.Random()  # noqa: S311 — load spreading, not security
     app[DATABASE] = database
     app[UPSTREAMS] = upstreams
-    app[client_api.IDENTITY] = Identity(SqlAccounts(database.engine), epoch or MemoryEpoch())
-    app[client_api.GATEWAY] = Gateway(
+    app[IDENTITY] = Identity(SqlAccounts(database.engine), epoch or MemoryEpoch())
+    ledger = SqlLedger(database.engine)
+    owner, host, pid = new_owner()
+    reaper = Reaper(
+        ledger,
+        owner=owner,
+        host=host,
+        pid=pid,
+        interval_s=config.billing.reaper_interval_s,
+        stale_after_s=config.billing.stale_after_s,
+    )
+    app[LEDGER] = ledger
+    app[REPORTS] = SqlReports(database.engine)
+    app[CONFIG] = config
+    app[GATEWAY] = Gateway(
         catalog=Catalog(config),
         providers=upstreams.providers,
         pools={name: KeyPool(name, p.keys, rng) for name, p in config.providers.items()},
+        wallet=Wallet(ledger, owner=owner),
         markup=config.billing.markup,
+        default_max_output=config.billing.default_max_output_tokens,
     )
     if config.admin_key:
-        app[admin_api.ADMIN_KEY] = config.admin_key
+        app[ADMIN_KEY] = config.admin_key
 
-    async def close(_app: web.Application) -> None:
+    async def background(_app: web.Application) -> AsyncIterator[None]:
+        await reaper.run_once()  # releases what a crashed predecessor left, before serving
+        task = asyncio.create_task(reaper.run())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await reaper.stop()
         await upstreams.close()
         await database.close()
 
-    app.on_cleanup.append(close)
+    app.cleanup_ctx.append(background)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     client_api.add_routes(app)

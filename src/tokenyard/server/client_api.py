@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from aiohttp import web
 
-from tokenyard.errors import ModelNotFound
-from tokenyard.gateway.flow import Gateway
+from tokenyard.billing.invoice import month_bounds
+from tokenyard.billing.money import format_nano
+from tokenyard.errors import AuthenticationFailed, ModelNotFound, TokenyardError
 from tokenyard.gateway.relay import Served
-from tokenyard.identity.service import Identity, Principal
+from tokenyard.identity.service import Principal
 from tokenyard.routing.catalog import PublicModel
 from tokenyard.server.http import REQUEST_ID, bearer, json_response, read_json
-
-GATEWAY = web.AppKey("gateway", Gateway)
-IDENTITY = web.AppKey("identity", Identity)
+from tokenyard.server.state import CONFIG, GATEWAY, IDENTITY, REPORTS
+from tokenyard.store.reports import UsageFilter
+from tokenyard.wire.json import dumps
+from tokenyard.wire.sse import frame
 
 
 async def _principal(request: web.Request) -> Principal:
@@ -32,12 +36,13 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     principal = await _principal(request)
     gateway = request.app[GATEWAY]
     chat, model = gateway.parse_chat(principal, await read_json(request))
+    request_id = request["request_id"]
     if not chat.stream:
-        done = await gateway.complete(chat, model)
+        done = await gateway.complete(request_id, principal, chat, model)
         headers = _served_headers(request, done.served)
         headers["x-tokenyard-cost"] = done.served.cost
         return json_response(done.body, headers=headers)
-    relay = await gateway.stream(chat, model)
+    relay = await gateway.stream(request_id, principal, chat, model)
     response = web.StreamResponse(
         headers={
             **_served_headers(request, relay.served),
@@ -52,15 +57,20 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         async for data in frames:
             await response.write(data)
     except ConnectionResetError:
-        pass  # the client left; closing the frames below closes the upstream and settles
+        pass  # the client left: closing the frames closes the upstream and charges
+    except TokenyardError as exc:  # the charge could not be committed: no final [DONE]
+        await response.write(frame(dumps(exc.body())))
     finally:
         await frames.aclose()
+        await relay.aclose()
     return response
 
 
 async def embeddings(request: web.Request) -> web.Response:
     principal = await _principal(request)
-    done = await request.app[GATEWAY].embed(principal, await read_json(request))
+    done = await request.app[GATEWAY].embed(
+        request["request_id"], principal, await read_json(request)
+    )
     headers = _served_headers(request, done.served)
     headers["x-tokenyard-cost"] = done.served.cost
     return json_response(done.body, headers=headers)
@@ -96,7 +106,51 @@ async def get_model(request: web.Request) -> web.Response:
     return json_response(_model_entry(model))
 
 
+async def account(request: web.Request) -> web.Response:
+    """The caller's own account and key: balance, reserved, this month's spend, limits."""
+    principal = await _principal(request)
+    identity = request.app[IDENTITY]
+    account_row = await identity.store.get_account(principal.account_id)
+    key_row = await identity.store.key_by_id(principal.key_id)
+    if account_row is None or key_row is None:
+        raise AuthenticationFailed("invalid API key")
+    now = datetime.now(UTC)
+    month = now.strftime("%Y-%m")
+    start, end = month_bounds(month)
+    spent = await request.app[REPORTS].usage(
+        UsageFilter(account_id=account_row.id, since=start, until=end), "day"
+    )
+    config = request.app[CONFIG]
+    return json_response(
+        {
+            "account_id": account_row.id,
+            "name": account_row.name,
+            "currency": config.billing.currency,
+            "balance": format_nano(account_row.balance_nano),
+            "reserved": format_nano(account_row.reserved_nano),
+            "available": format_nano(account_row.balance_nano - account_row.reserved_nano),
+            "month": month,
+            "spent_this_month": format_nano(sum(r.cost_nano for r in spent)),
+            "key": {
+                "id": key_row.id,
+                "prefix": key_row.prefix,
+                "name": key_row.name,
+                "models": list(key_row.models) if key_row.models is not None else None,
+                "rpm": key_row.rpm,
+                "tpm": key_row.tpm,
+                "budget": format_nano(key_row.budget_nano)
+                if key_row.budget_nano is not None
+                else None,
+                "spent": format_nano(key_row.spent_nano),
+                "reserved": format_nano(key_row.reserved_nano),
+                "expires_at": key_row.expires_at.isoformat() if key_row.expires_at else None,
+            },
+        }
+    )
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/account", account)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_get("/v1/models", list_models)

@@ -7,10 +7,10 @@ from typing import Any
 from aiohttp import web
 
 from tokenyard.errors import InvalidRequest, RequestTooLarge
+from tokenyard.server.state import MAX_BODY
 from tokenyard.wire.json import JSONDecodeError, JSONObject, dumps, loads
 
 REQUEST_ID = "x-tokenyard-request-id"
-MAX_BODY = web.AppKey("max_body_bytes", int)
 
 
 def json_response(

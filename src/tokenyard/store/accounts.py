@@ -20,6 +20,7 @@ class AccountRow:
     name: str
     balance_nano: int
     reserved_nano: int
+    markup: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,8 @@ class KeyRow:
     spent_nano: int
     expires_at: datetime | None
     revoked_at: datetime | None
+    reserved_nano: int = 0
+    account_markup: str | None = None  # the account's own markup, a decimal string
 
 
 def new_id(kind: str) -> str:
@@ -62,6 +65,8 @@ def _key_row(row: object) -> KeyRow:
         spent_nano=m["spent_nano"],
         expires_at=_utc(m["expires_at"]),
         revoked_at=_utc(m["revoked_at"]),
+        reserved_nano=m["reserved_nano"],
+        account_markup=m.get("account_markup"),
     )
 
 
@@ -71,16 +76,18 @@ class SqlAccounts:
     def __init__(self, engine: AsyncEngine):
         self._engine = engine
 
-    async def create_account(self, name: str, balance_nano: int = 0) -> AccountRow:
-        row = AccountRow(new_id("acct"), name, balance_nano, 0)
+    async def create_account(self, name: str, markup: str | None = None) -> AccountRow:
+        """A new account, with nothing in it: money comes only through the ledger."""
+        row = AccountRow(new_id("acct"), name, 0, 0, markup)
         try:
             async with self._engine.begin() as conn:
                 await conn.execute(
                     accounts.insert().values(
                         id=row.id,
                         name=name,
-                        balance_nano=balance_nano,
+                        balance_nano=0,
                         reserved_nano=0,
+                        markup=markup,
                         created_at=datetime.now(UTC),
                     )
                 )
@@ -98,7 +105,7 @@ class SqlAccounts:
         if row is None:
             return None
         m = row._mapping
-        return AccountRow(m["id"], m["name"], m["balance_nano"], m["reserved_nano"])
+        return AccountRow(m["id"], m["name"], m["balance_nano"], m["reserved_nano"], m["markup"])
 
     async def create_key(
         self,
@@ -158,7 +165,12 @@ class SqlAccounts:
     async def _one_key(self, where: object) -> KeyRow | None:
         try:
             async with self._engine.connect() as conn:
-                row = (await conn.execute(select(api_keys).where(where))).first()  # type: ignore[arg-type]
+                query = (
+                    select(api_keys, accounts.c.markup.label("account_markup"))
+                    .join(accounts, accounts.c.id == api_keys.c.account_id)
+                    .where(where)  # type: ignore[arg-type]
+                )
+                row = (await conn.execute(query)).first()
         except SQLAlchemyError as exc:
             raise _unavailable(exc) from None
         return None if row is None else _key_row(row)

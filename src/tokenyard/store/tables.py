@@ -8,6 +8,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -23,6 +24,7 @@ accounts = Table(
     Column("name", String(200), nullable=False),
     Column("balance_nano", BigInteger, nullable=False, default=0),
     Column("reserved_nano", BigInteger, nullable=False, default=0),
+    Column("markup", String(20), nullable=True),  # a decimal string; None: billing.markup
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
@@ -39,7 +41,52 @@ api_keys = Table(
     Column("tpm", Integer, nullable=True),
     Column("budget_nano", BigInteger, nullable=True),
     Column("spent_nano", BigInteger, nullable=False, default=0),
+    Column("reserved_nano", BigInteger, nullable=False, default=0),
     Column("expires_at", DateTime(timezone=True), nullable=True),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+ledger = Table(
+    "ledger",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False),
+    Column("kind", String(12), nullable=False),  # credit | charge | refund | adjustment
+    Column("amount_nano", BigInteger, nullable=False),  # signed: credits > 0, charges < 0
+    Column("reference", String(200), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("day", String(10), nullable=False),  # UTC date, YYYY-MM-DD: portable grouping
+    Column("note", String(500), nullable=True),
+    # For charges: what was used, so usage reports and invoices come from the ledger alone.
+    Column("key_id", String(40), nullable=True),
+    Column("model", String(200), nullable=True),
+    Column("provider", String(200), nullable=True),
+    Column("input_tokens", BigInteger, nullable=True),
+    Column("cached_tokens", BigInteger, nullable=True),
+    Column("output_tokens", BigInteger, nullable=True),
+    Column("provider_cost_nano", BigInteger, nullable=True),
+)
+Index("ix_ledger_account_day", ledger.c.account_id, ledger.c.day)
+
+reservations = Table(
+    "reservations",
+    metadata,
+    Column("id", String(64), primary_key=True),  # the request id
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False),
+    Column("key_id", String(40), nullable=True),
+    Column("amount_nano", BigInteger, nullable=False),
+    Column("owner", String(120), nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+processes = Table(
+    "processes",
+    metadata,
+    Column("owner", String(120), primary_key=True),  # host:pid:random
+    Column("host", String(100), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=False),
 )

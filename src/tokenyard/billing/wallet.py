@@ -1,0 +1,106 @@
+"""Pre-authorisation and settlement (SPEC §6).
+
+Before any upstream call the worst case is held against the account balance and the key
+budget in one atomic step (402 when it does not fit); afterwards the real cost is charged
+and the rest released, in one transaction, before the answer's last byte is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol
+
+from tokenyard.billing.money import format_nano, to_nano
+from tokenyard.billing.price import Price, cost_nano
+from tokenyard.errors import InsufficientQuota
+from tokenyard.store.ledger import Charge, HeldReservation, Refusal
+from tokenyard.wire.usage import Usage
+
+
+class LedgerStore(Protocol):
+    async def reserve(self, held: HeldReservation, owner: str) -> Refusal | None: ...
+
+    async def release(self, held: HeldReservation) -> bool: ...
+
+    async def settle(self, charge: Charge) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Payer:
+    """Who pays for a request: the account, the key, and the account's markup."""
+
+    account_id: str
+    key_id: str | None
+    markup: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    cost_nano: int
+    provider_cost_nano: int
+
+
+class Wallet:
+    def __init__(self, ledger: LedgerStore, *, owner: str):
+        self._ledger = ledger
+        self.owner = owner
+
+    @staticmethod
+    def worst_case(
+        prices: Iterable[Price], prompt_tokens: int, output_tokens: int, markup: Decimal
+    ) -> int:
+        """The most this request can cost on any upstream it may be sent to."""
+        usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=output_tokens)
+        return max((cost_nano(p, usage, markup) for p in prices), default=0)
+
+    async def hold(self, request_id: str, payer: Payer, amount_nano: int) -> HeldReservation:
+        held = HeldReservation(request_id, payer.account_id, payer.key_id, amount_nano)
+        refused = await self._ledger.reserve(held, self.owner)
+        if refused == "account":
+            raise InsufficientQuota(
+                f"the account balance cannot cover this request "
+                f"(up to {format_nano(amount_nano)} is needed)"
+            )
+        if refused == "key":
+            raise InsufficientQuota(
+                f"this key's budget cannot cover this request "
+                f"(up to {format_nano(amount_nano)} is needed)"
+            )
+        return held
+
+    async def release(self, held: HeldReservation) -> None:
+        await asyncio.shield(self._ledger.release(held))
+
+    async def settle(
+        self,
+        held: HeldReservation,
+        *,
+        payer: Payer,
+        price: Price,
+        usage: Usage,
+        model: str,
+        provider: str,
+    ) -> Settled:
+        """Charge the real cost and release the hold; committed when this returns."""
+        settled = Settled(
+            cost_nano=cost_nano(price, usage, payer.markup),
+            provider_cost_nano=to_nano(price.provider_cost(usage)),
+        )
+        charge = Charge(
+            request_id=held.id,
+            account_id=held.account_id,
+            key_id=held.key_id,
+            reserved_nano=held.amount_nano,
+            cost_nano=settled.cost_nano,
+            provider_cost_nano=settled.provider_cost_nano,
+            model=model,
+            provider=provider,
+            input_tokens=usage.prompt_tokens,
+            cached_tokens=usage.cached_tokens,
+            output_tokens=usage.completion_tokens,
+        )
+        await asyncio.shield(self._ledger.settle(charge))
+        return settled

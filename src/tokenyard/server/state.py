@@ -1,0 +1,23 @@
+"""Typed keys of what the composition root puts into the application."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from tokenyard.config import Config
+from tokenyard.gateway.flow import Gateway
+from tokenyard.identity.service import Identity
+from tokenyard.providers.registry import Upstreams
+from tokenyard.store import Database
+from tokenyard.store.ledger import SqlLedger
+from tokenyard.store.reports import SqlReports
+
+CONFIG = web.AppKey("config", Config)
+DATABASE = web.AppKey("database", Database)
+UPSTREAMS = web.AppKey("upstreams", Upstreams)
+GATEWAY = web.AppKey("gateway", Gateway)
+IDENTITY = web.AppKey("identity", Identity)
+LEDGER = web.AppKey("ledger", SqlLedger)
+REPORTS = web.AppKey("reports", SqlReports)
+ADMIN_KEY = web.AppKey("admin_key", str)
+MAX_BODY = web.AppKey("max_body_bytes", int)
