@@ -34,7 +34,7 @@ class Upstreams:
 
     def reset(self) -> None:
         for upstream in self.by_name.values():
-            upstream.requests.clear()
+            upstream.reset()
 
 
 @pytest.fixture(scope="session")

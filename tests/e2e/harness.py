@@ -51,8 +51,11 @@ class RunningGateway:
         return account_id
 
     def credit(self, account_id: str, amount: str, reference: str | None = None) -> str:
-        response = self.admin("POST", f"/admin/accounts/{account_id}/credits",
-                              {"amount": amount, "reference": reference or secrets.token_hex(8)})
+        response = self.admin(
+            "POST",
+            f"/admin/accounts/{account_id}/credits",
+            {"amount": amount, "reference": reference or secrets.token_hex(8)},
+        )
         assert response.status_code in (200, 201), response.text
         balance: str = response.json()["balance"]
         return balance

@@ -208,6 +208,14 @@ class StandInUpstream:
         with self._lock:
             self._breaks.append(after_chunks)
 
+    def reset(self) -> None:
+        """Forget recorded requests and every queued failure, stall and break."""
+        with self._lock:
+            self.requests.clear()
+            self._failures.clear()
+            self._stalls.clear()
+            self._breaks.clear()
+
     def _pop(self, queue: deque[_T]) -> _T | None:
         with self._lock:
             return queue.popleft() if queue else None
