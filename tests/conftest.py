@@ -12,7 +12,7 @@ from tests.e2e.harness import postgres_database
 
 
 @pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.services)]
 )
 def database_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -27,7 +27,7 @@ def database_url(
     if not admin_url:
         pytest.fail(
             "TOKENYARD_TEST_PG is not set: run the tests through `make test`, which starts "
-            "PostgreSQL, or deselect them with -m 'not postgres'"
+            "PostgreSQL, or deselect them with -m 'not services'"
         )
     url, drop = postgres_database(admin_url)
     yield url

@@ -52,7 +52,7 @@ def upstreams() -> Iterator[Upstreams]:
         stop()
 
 
-def gateway_config(database_url: str, urls: dict[str, str]) -> str:
+def gateway_config(database_url: str, urls: dict[str, str], redis: str | None = None) -> str:
     providers = "\n".join(
         f"""  {name}:
     api: openai
@@ -65,8 +65,10 @@ def gateway_config(database_url: str, urls: dict[str, str]) -> str:
         for name, flavor in FLAVORS.items()
     )
     dead = free_port()  # nothing listens there: connection refused
+    redis_line = f"redis: {redis}" if redis else ""
     return f"""
 database: {database_url}
+{redis_line}
 admin_key: {ADMIN_KEY}
 billing: {{currency: USD, markup: 0.10, fx: {{CNY: 0.14}}}}
 server: {{max_body_bytes: 65536}}

@@ -283,3 +283,17 @@ def test_usage_groups_and_invoices(gateway: RunningGateway) -> None:
     assert gateway.admin("GET", path.replace(month, "2026-13")).status_code == 400
     assert gateway.admin("GET", path + "&format=pdf").status_code == 400
     assert gateway.admin("GET", "/admin/accounts/acct_x/invoice").status_code == 404
+
+
+def test_key_rpm_is_answered_with_429_and_retry_after(gateway: RunningGateway) -> None:
+    key = gateway.new_key(rpm=2)
+    body = {"model": "gpt-mini", "messages": USER}
+    assert [gateway.post("/v1/chat/completions", key, json=body).status_code for _ in range(2)] == [
+        200,
+        200,
+    ]
+    limited = gateway.post("/v1/chat/completions", key, json=body)
+    assert limited.status_code == 429
+    error = limited.json()["error"]
+    assert (error["type"], error["code"]) == ("rate_limit_error", "rate_limit_exceeded")
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60

@@ -11,7 +11,7 @@ import pytest
 from tests.e2e.conftest import Upstreams, gateway_config
 from tests.e2e.harness import postgres_database, start_gateway
 
-pytestmark = pytest.mark.postgres
+pytestmark = pytest.mark.services
 
 
 def test_a_lost_database_gives_503_not_a_trace(upstreams: Upstreams, tmp_path: Path) -> None:

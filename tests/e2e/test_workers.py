@@ -3,6 +3,7 @@ revocation that every worker sees at once."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +21,11 @@ def workers(
     database_url: str, upstreams: Upstreams, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningGateway]:
     directory: Path = tmp_path_factory.mktemp("workers")
-    running = start_gateway(directory, gateway_config(database_url, upstreams.urls), workers=2)
+    redis = os.environ.get("TOKENYARD_TEST_REDIS")
+    if not redis:
+        pytest.fail("TOKENYARD_TEST_REDIS is not set: run the tests through `make test`")
+    config = gateway_config(database_url, upstreams.urls, redis=redis)
+    running = start_gateway(directory, config, workers=2)
     yield running
     assert running.stop() == 0, running.log()
 
@@ -50,3 +55,12 @@ def test_a_revoked_key_fails_at_once_in_every_worker(workers: RunningGateway) ->
     assert workers.admin("DELETE", f"/admin/keys/{created['id']}").status_code == 204
     statuses = [_fresh_connection_chat(workers, created["key"]).status_code for _ in range(20)]
     assert statuses == [401] * 20
+
+
+def test_rate_limits_are_shared_by_the_workers_through_redis(workers: RunningGateway) -> None:
+    key = workers.new_key(rpm=5)
+    statuses = [_fresh_connection_chat(workers, key).status_code for _ in range(8)]
+    assert statuses == [200] * 5 + [429] * 3
+    limited = _fresh_connection_chat(workers, key)
+    assert limited.json()["error"]["code"] == "rate_limit_exceeded"
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60

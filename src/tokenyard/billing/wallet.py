@@ -33,8 +33,9 @@ class Payer:
     """Who pays for a request: the account, the key, and the account's markup."""
 
     account_id: str
-    key_id: str | None
+    key_id: str
     markup: Decimal
+    tpm: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

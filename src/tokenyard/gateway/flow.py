@@ -8,18 +8,20 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from tokenyard.billing.wallet import Payer, Wallet
 from tokenyard.errors import (
     InvalidRequest,
     ModelNotFound,
     NoUpstreamAvailable,
+    RateLimited,
     UpstreamError,
     UpstreamTimeout,
 )
 from tokenyard.gateway.relay import OpenedStream, Served, StreamRelay
 from tokenyard.gateway.request import ChatRequest, check_fit, model_name, parse_chat
+from tokenyard.identity.limits import KeyLimiter
 from tokenyard.identity.service import Principal
 from tokenyard.pool.keys import KeyPool
 from tokenyard.providers.base import Call, ChatResult, EmbeddingResult, Provider
@@ -32,6 +34,17 @@ from tokenyard.wire.usage import Usage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Run(Generic[T]):
+    """An admitted, paid-for request and the upstream that took it."""
+
+    payer: Payer
+    held: HeldReservation
+    attempt: Attempt
+    result: T
+    calls: int
 
 
 @dataclass(slots=True)
@@ -48,6 +61,7 @@ class Gateway:
         providers: Mapping[str, Provider],
         pools: Mapping[str, KeyPool],
         wallet: Wallet,
+        limiter: KeyLimiter,
         markup: Decimal,
         default_max_output: int,
     ):
@@ -55,6 +69,7 @@ class Gateway:
         self._providers = providers
         self._pools = pools
         self._wallet = wallet
+        self._limiter = limiter
         self._markup = markup
         self._default_max_output = default_max_output
 
@@ -67,14 +82,40 @@ class Gateway:
 
     def payer(self, principal: Principal) -> Payer:
         markup = self._markup if principal.markup is None else principal.markup
-        return Payer(principal.account_id, principal.key_id, markup)
+        return Payer(principal.account_id, principal.key_id, markup, principal.tpm)
 
-    async def _hold(
-        self, request_id: str, payer: Payer, attempts: list[Attempt], prompt: int, output: int
-    ) -> HeldReservation:
+    async def _admit(self, principal: Principal, tokens: int) -> None:
+        wait = await self._limiter.admit(principal.key_id, principal.rpm, principal.tpm, tokens)
+        if wait:
+            raise RateLimited(
+                "this key's rate limit is reached; retry later", retry_after_s=int(wait)
+            )
+
+    async def _run(
+        self,
+        request_id: str,
+        principal: Principal,
+        model: PublicModel,
+        body: JSONObject,
+        call: Callable[[Provider, Call], Awaitable[T]],
+        *,
+        prompt: int,
+        output: int,
+    ) -> Run[T]:
+        """Admit (rate limits), hold the worst case over every attempt of the plan, then
+        find the first attempt that succeeds; the hold is released if none does."""
+        await self._admit(principal, prompt)
+        payer = self.payer(principal)
+        attempts = plan(self.catalog, model)
         prices = {a.deployment.price for a in attempts}
         amount = self._wallet.worst_case(prices, prompt, output, payer.markup)
-        return await self._wallet.hold(request_id, payer, amount)
+        held = await self._wallet.hold(request_id, payer, amount)
+        try:
+            attempt, result, calls = await self._first_success(attempts, body, call)
+        except BaseException:
+            await self._wallet.release(held)
+            raise
+        return Run(payer, held, attempt, result, calls)
 
     async def _first_success(
         self,
@@ -130,6 +171,8 @@ class Gateway:
     async def _settle(
         self, held: HeldReservation, payer: Payer, attempt: Attempt, usage: Usage
     ) -> int:
+        if payer.tpm is not None and usage.completion_tokens:
+            await self._limiter.add_tokens(payer.key_id, usage.completion_tokens)
         settled = await self._wallet.settle(
             held,
             payer=payer,
@@ -158,18 +201,18 @@ class Gateway:
         async def call(provider: Provider, upstream: Call) -> ChatResult:
             return await provider.chat(upstream)
 
-        payer = self.payer(principal)
-        attempts = plan(self.catalog, model)
-        held = await self._hold(
-            request_id, payer, attempts, request.prompt_estimate, self._max_output(request, model)
+        run = await self._run(
+            request_id,
+            principal,
+            model,
+            request.body,
+            call,
+            prompt=request.prompt_estimate,
+            output=self._max_output(request, model),
         )
-        try:
-            attempt, result, calls = await self._first_success(attempts, request.body, call)
-        except BaseException:
-            await self._wallet.release(held)
-            raise
-        cost = await self._settle(held, payer, attempt, result.usage)
-        served = Served(attempt.model.name, attempt.deployment.provider, calls, cost)
+        result = run.result
+        cost = await self._settle(run.held, run.payer, run.attempt, result.usage)
+        served = Served(run.attempt.model.name, run.attempt.deployment.provider, run.calls, cost)
         result.body["usage"]["cost"] = float(served.cost)
         return Completed(result.body, served)
 
@@ -182,23 +225,22 @@ class Gateway:
         async def call(provider: Provider, upstream: Call) -> OpenedStream:
             return await OpenedStream.open(provider, upstream)
 
-        payer = self.payer(principal)
-        attempts = plan(self.catalog, model)
-        held = await self._hold(
-            request_id, payer, attempts, request.prompt_estimate, self._max_output(request, model)
+        run = await self._run(
+            request_id,
+            principal,
+            model,
+            request.body,
+            call,
+            prompt=request.prompt_estimate,
+            output=self._max_output(request, model),
         )
-        try:
-            attempt, opened, calls = await self._first_success(attempts, request.body, call)
-        except BaseException:
-            await self._wallet.release(held)
-            raise
 
         async def settle(usage: Usage) -> int:
-            return await self._settle(held, payer, attempt, usage)
+            return await self._settle(run.held, run.payer, run.attempt, usage)
 
         return StreamRelay(
-            opened=opened,
-            served=Served(attempt.model.name, attempt.deployment.provider, calls),
+            opened=run.result,
+            served=Served(run.attempt.model.name, run.attempt.deployment.provider, run.calls),
             settle=settle,
             prompt_estimate=request.prompt_estimate,
             include_usage=request.include_usage,
@@ -217,20 +259,14 @@ class Gateway:
         async def call(provider: Provider, upstream: Call) -> EmbeddingResult:
             return await provider.embed(upstream)
 
-        payer = self.payer(principal)
-        attempts = plan(self.catalog, model)
         items = [texts] if isinstance(texts, str) else texts
         prompt = sum(
             estimate_text_tokens(t) if isinstance(t, str) else len(t) if isinstance(t, list) else 1
             for t in items
         )
-        held = await self._hold(request_id, payer, attempts, prompt, 0)
-        try:
-            attempt, result, calls = await self._first_success(attempts, body, call)
-        except BaseException:
-            await self._wallet.release(held)
-            raise
-        cost = await self._settle(held, payer, attempt, result.usage)
-        served = Served(attempt.model.name, attempt.deployment.provider, calls, cost)
+        run = await self._run(request_id, principal, model, body, call, prompt=prompt, output=0)
+        result = run.result
+        cost = await self._settle(run.held, run.payer, run.attempt, result.usage)
+        served = Served(run.attempt.model.name, run.attempt.deployment.provider, run.calls, cost)
         result.body.setdefault("usage", {})["cost"] = float(served.cost)
         return Completed(result.body, served)

@@ -13,6 +13,7 @@ from tokenyard.billing.reaper import Reaper, new_owner
 from tokenyard.billing.wallet import Wallet
 from tokenyard.config import Config
 from tokenyard.gateway.flow import Gateway
+from tokenyard.identity.limits import KeyLimiter, MemoryLimiter
 from tokenyard.identity.revocation import MemoryEpoch, RevocationEpoch
 from tokenyard.identity.service import Identity
 from tokenyard.pool.keys import KeyPool
@@ -35,6 +36,7 @@ from tokenyard.server.state import (
 from tokenyard.store import Database
 from tokenyard.store.accounts import SqlAccounts
 from tokenyard.store.ledger import SqlLedger
+from tokenyard.store.redis_limits import RedisLimiter
 from tokenyard.store.reports import SqlReports
 
 
@@ -59,6 +61,7 @@ async def build_app(config: Config, *, epoch: RevocationEpoch | None = None) -> 
     app[DATABASE] = database
     app[UPSTREAMS] = upstreams
     app[IDENTITY] = Identity(SqlAccounts(database.engine), epoch or MemoryEpoch())
+    limiter: KeyLimiter = RedisLimiter(config.redis) if config.redis else MemoryLimiter()
     ledger = SqlLedger(database.engine)
     owner, host, pid = new_owner()
     reaper = Reaper(
@@ -77,6 +80,7 @@ async def build_app(config: Config, *, epoch: RevocationEpoch | None = None) -> 
         providers=upstreams.providers,
         pools={name: KeyPool(name, p.keys, rng) for name, p in config.providers.items()},
         wallet=Wallet(ledger, owner=owner),
+        limiter=limiter,
         markup=config.billing.markup,
         default_max_output=config.billing.default_max_output_tokens,
     )
@@ -91,6 +95,7 @@ async def build_app(config: Config, *, epoch: RevocationEpoch | None = None) -> 
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await reaper.stop()
+        await limiter.close()
         await upstreams.close()
         await database.close()
 

@@ -1,0 +1,89 @@
+"""Per-key rate windows in Redis, shared by every gateway process and replica.
+
+One Lua script reads both minutes' counters, decides, and counts — atomically, in one
+round trip. Counters expire after two minutes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from tokenyard.identity.limits import WINDOW_S, MemoryLimiter, retry_after
+
+log = logging.getLogger(__name__)
+
+_ADMIT = """
+local rpm = tonumber(ARGV[1])
+local tpm = tonumber(ARGV[2])
+local tokens = tonumber(ARGV[3])
+local weight = tonumber(ARGV[4])
+local req_now = tonumber(redis.call('GET', KEYS[1]) or '0')
+local tok_now = tonumber(redis.call('GET', KEYS[2]) or '0')
+local req_before = tonumber(redis.call('GET', KEYS[3]) or '0')
+local tok_before = tonumber(redis.call('GET', KEYS[4]) or '0')
+if rpm >= 0 and req_before * weight + req_now + 1 > rpm then return 0 end
+if tpm >= 0 and tok_before * weight + tok_now + tokens > tpm then return 0 end
+redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], 120)
+redis.call('INCRBY', KEYS[2], tokens)
+redis.call('EXPIRE', KEYS[2], 120)
+return 1
+"""
+
+
+class RedisLimiter:
+    """Falls back to in-process counting while Redis is unreachable, and says so."""
+
+    def __init__(self, url: str, clock: Callable[[], float] = time.time):
+        self._redis = Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        self._script = self._redis.register_script(_ADMIT)
+        self._clock = clock
+        self._fallback = MemoryLimiter(clock)
+        self.degraded = False
+
+    async def admit(self, key_id: str, rpm: int | None, tpm: int | None, tokens: int) -> float:
+        if rpm is None and tpm is None:
+            return 0.0
+        minute, elapsed = divmod(self._clock(), WINDOW_S)
+        now, before = int(minute), int(minute) - 1
+        keys = [
+            f"ty:rl:{key_id}:{now}:r",
+            f"ty:rl:{key_id}:{now}:t",
+            f"ty:rl:{key_id}:{before}:r",
+            f"ty:rl:{key_id}:{before}:t",
+        ]
+        args = [
+            -1 if rpm is None else rpm,
+            -1 if tpm is None else tpm,
+            tokens,
+            1 - elapsed / WINDOW_S,
+        ]
+        try:
+            admitted = await self._script(keys=keys, args=args)
+        except (RedisError, OSError):
+            if not self.degraded:
+                log.warning("redis unreachable: rate limits are counted per process")
+                self.degraded = True
+            return await self._fallback.admit(key_id, rpm, tpm, tokens)
+        if self.degraded:
+            log.warning("redis reachable again: rate limits are shared")
+            self.degraded = False
+        return 0.0 if admitted else retry_after(elapsed)
+
+    async def add_tokens(self, key_id: str, tokens: int) -> None:
+        name = f"ty:rl:{key_id}:{int(self._clock() // WINDOW_S)}:t"
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.incrby(name, tokens)
+                pipe.expire(name, 120)
+                await pipe.execute()
+        except (RedisError, OSError):
+            await self._fallback.add_tokens(key_id, tokens)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
