@@ -159,7 +159,7 @@ async def scenario(url: str, operations: list[tuple[str, int, object, object]]) 
 
 
 @pytest.mark.parametrize(
-    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.services)]
 )
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tokenyard.identity.limits import KeyLimiter, MemoryLimiter
+from tokenyard.store.limits import KeyLimiter, MemoryLimiter
 from tokenyard.store.redis_limits import RedisLimiter
 
 

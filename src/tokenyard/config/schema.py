@@ -5,7 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from tokenyard.config.base import Strict
+from tokenyard.config.payments import PaymentsConfig
 
 Api = Literal["openai", "anthropic", "gemini", "zhipu", "spark", "dashscope", "local", "simulator"]
 Capability = Literal["tools", "json_mode", "vision", "reasoning"]
@@ -14,10 +17,6 @@ NonNegative = Annotated[Decimal, Field(ge=0)]
 Positive = Annotated[float, Field(gt=0)]
 
 MIB = 1024 * 1024
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class KeyConfig(Strict):
@@ -107,3 +106,4 @@ class Config(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
+    payments: PaymentsConfig = Field(default_factory=PaymentsConfig)

@@ -21,13 +21,13 @@ from tokenyard.errors import (
 )
 from tokenyard.gateway.relay import OpenedStream, Served, StreamRelay
 from tokenyard.gateway.request import ChatRequest, check_fit, model_name, parse_chat
-from tokenyard.identity.limits import KeyLimiter
 from tokenyard.identity.service import Principal
 from tokenyard.pool.keys import KeyPool
 from tokenyard.providers.base import Call, ChatResult, EmbeddingResult, Provider
 from tokenyard.routing.catalog import Catalog, PublicModel
 from tokenyard.routing.plan import Attempt, plan
 from tokenyard.store.ledger import HeldReservation
+from tokenyard.store.limits import KeyLimiter
 from tokenyard.wire.json import JSONObject
 from tokenyard.wire.tokens import estimate_text_tokens
 from tokenyard.wire.usage import Usage

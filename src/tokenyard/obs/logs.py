@@ -31,3 +31,4 @@ def configure_logging(level: str = "info") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("stripe").setLevel(logging.WARNING)  # it logs request bodies at DEBUG

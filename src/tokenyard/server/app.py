@@ -5,21 +5,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import AsyncIterator
 
+import aiohttp
 from aiohttp import web
 
 from tokenyard.billing.reaper import Reaper, new_owner
 from tokenyard.billing.wallet import Wallet
 from tokenyard.config import Config
 from tokenyard.gateway.flow import Gateway
-from tokenyard.identity.limits import KeyLimiter, MemoryLimiter
 from tokenyard.identity.revocation import MemoryEpoch, RevocationEpoch
 from tokenyard.identity.service import Identity
+from tokenyard.payments import build_processors
 from tokenyard.pool.keys import KeyPool
 from tokenyard.providers.registry import build_upstreams
 from tokenyard.routing.catalog import Catalog
-from tokenyard.server import admin_api, client_api
+from tokenyard.server import admin_api, client_api, payments_api
 from tokenyard.server.http import json_response
 from tokenyard.server.middleware import edge
 from tokenyard.server.state import (
@@ -30,12 +32,14 @@ from tokenyard.server.state import (
     IDENTITY,
     LEDGER,
     MAX_BODY,
+    PROCESSORS,
     REPORTS,
     UPSTREAMS,
 )
 from tokenyard.store import Database
 from tokenyard.store.accounts import SqlAccounts
 from tokenyard.store.ledger import SqlLedger
+from tokenyard.store.limits import KeyLimiter, MemoryLimiter
 from tokenyard.store.redis_limits import RedisLimiter
 from tokenyard.store.reports import SqlReports
 
@@ -73,6 +77,8 @@ async def build_app(config: Config, *, epoch: RevocationEpoch | None = None) -> 
         stale_after_s=config.billing.stale_after_s,
     )
     app[LEDGER] = ledger
+    payment_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+    app[PROCESSORS] = build_processors(config.payments, payment_session, time.time)
     app[REPORTS] = SqlReports(database.engine)
     app[CONFIG] = config
     app[GATEWAY] = Gateway(
@@ -96,6 +102,7 @@ async def build_app(config: Config, *, epoch: RevocationEpoch | None = None) -> 
             await task
         await reaper.stop()
         await limiter.close()
+        await payment_session.close()
         await upstreams.close()
         await database.close()
 
@@ -104,4 +111,5 @@ async def build_app(config: Config, *, epoch: RevocationEpoch | None = None) -> 
     app.router.add_get("/readyz", readyz)
     client_api.add_routes(app)
     admin_api.add_routes(app)
+    payments_api.add_routes(app)
     return app

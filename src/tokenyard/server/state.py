@@ -7,6 +7,7 @@ from aiohttp import web
 from tokenyard.config import Config
 from tokenyard.gateway.flow import Gateway
 from tokenyard.identity.service import Identity
+from tokenyard.payments import Processor
 from tokenyard.providers.registry import Upstreams
 from tokenyard.store import Database
 from tokenyard.store.ledger import SqlLedger
@@ -21,3 +22,4 @@ LEDGER = web.AppKey("ledger", SqlLedger)
 REPORTS = web.AppKey("reports", SqlReports)
 ADMIN_KEY = web.AppKey("admin_key", str)
 MAX_BODY = web.AppKey("max_body_bytes", int)
+PROCESSORS = web.AppKey("processors", dict[str, Processor])

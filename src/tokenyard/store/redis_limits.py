@@ -13,7 +13,7 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from tokenyard.identity.limits import WINDOW_S, MemoryLimiter, retry_after
+from tokenyard.store.limits import WINDOW_S, MemoryLimiter, retry_after
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,100 @@
+"""Top-ups: a hosted checkout for the caller's account, and the processors' webhooks that
+credit it — once per event, whatever arrives twice."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+from aiohttp import web
+
+from tokenyard.billing.money import format_nano, parse_amount, to_nano
+from tokenyard.errors import InvalidRequest, NotFound
+from tokenyard.payments import PaymentEvent, WebhookRejected
+from tokenyard.server.http import bearer, json_response, read_json
+from tokenyard.server.state import CONFIG, IDENTITY, LEDGER, PROCESSORS
+
+log = logging.getLogger(__name__)
+MAX_TOPUP = Decimal(100_000)
+
+
+async def create_topup(request: web.Request) -> web.Response:
+    principal = await request.app[IDENTITY].authenticate(bearer(request))
+    body = await read_json(request)
+    processors = request.app[PROCESSORS]
+    name = body.get("processor") or (next(iter(processors)) if len(processors) == 1 else None)
+    if name not in processors:
+        configured = ", ".join(sorted(processors)) or "none"
+        raise InvalidRequest(f"processor must be one of: {configured}", param="processor")
+    value = body.get("amount")
+    try:
+        nano = parse_amount(value) if isinstance(value, str) else 0
+    except ValueError:
+        nano = 0
+    amount = Decimal(nano) / 10**9
+    if not 0 < amount <= MAX_TOPUP or amount != amount.quantize(Decimal("0.01")):
+        raise InvalidRequest(
+            f"amount must be a decimal string with at most 2 decimals, up to {MAX_TOPUP}",
+            param="amount",
+        )
+    currency = request.app[CONFIG].billing.currency
+    checkout = await processors[name].create_checkout(
+        account_id=principal.account_id, amount=amount, currency=currency
+    )
+    return json_response(
+        {
+            "processor": checkout.processor,
+            "id": checkout.id,
+            "url": checkout.url,
+            "amount": format_nano(nano),
+            "currency": currency,
+        },
+        status=201,
+    )
+
+
+def _in_billing_currency(app: web.Application, event: PaymentEvent) -> int:
+    billing = app[CONFIG].billing
+    if event.currency == billing.currency:
+        return to_nano(event.amount)
+    rate = billing.fx.get(event.currency)
+    if rate is None:
+        raise WebhookRejected(f"payments in {event.currency} cannot be credited")
+    return to_nano(event.amount * rate)
+
+
+async def webhook(request: web.Request) -> web.Response:
+    name = request.match_info["processor"]
+    processor = request.app[PROCESSORS].get(name)
+    if processor is None:
+        raise NotFound(f"no payment processor {name!r} is configured")
+    event = await processor.verify_webhook(await request.read(), request.headers)
+    if event is None:
+        return json_response({"status": "ignored"})
+    amount = _in_billing_currency(request.app, event)
+    result = await request.app[LEDGER].credit(
+        event.account_id,
+        amount,
+        f"{event.processor}:{event.event_id}",
+        note=f"top-up through {event.processor}",
+    )
+    if result is None:
+        raise WebhookRejected(f"no account {event.account_id!r}")
+    _, applied = result
+    log.info(
+        "top-up",
+        extra={
+            "fields": {
+                "processor": name,
+                "account": event.account_id,
+                "amount": format_nano(amount),
+                "applied": applied,
+            }
+        },
+    )
+    return json_response({"status": "credited" if applied else "duplicate"})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/account/topups", create_topup)
+    app.router.add_post("/webhooks/{processor}", webhook)
