@@ -10,14 +10,7 @@ import pytest
 
 from tokenyard.config.payments import PaymentsConfig
 from tokenyard.errors import InvalidRequest
-from tokenyard.payments import (
-    CoinbaseProcessor,
-    PaymentEvent,
-    PayPalProcessor,
-    StripeProcessor,
-    WebhookRejected,
-    build_processors,
-)
+from tokenyard.payments import PaymentEvent, WebhookRejected, build_processors
 from tokenyard.payments.base import (
     checked_currency,
     decimal_text,
@@ -25,6 +18,9 @@ from tokenyard.payments.base import (
     minor_units,
     same_text,
 )
+from tokenyard.payments.coinbase import CoinbaseProcessor
+from tokenyard.payments.paypal import PayPalProcessor
+from tokenyard.payments.stripe import StripeProcessor
 
 
 @pytest.mark.parametrize(

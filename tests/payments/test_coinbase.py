@@ -17,7 +17,8 @@ import pytest
 from tests.payments.standins import CoinbaseStandIn, run_in_thread
 from tokenyard.config.payments import CoinbaseConfig
 from tokenyard.errors import InvalidRequest, UpstreamError, UpstreamRejected
-from tokenyard.payments import CoinbaseProcessor, PaymentEvent, WebhookRejected
+from tokenyard.payments import PaymentEvent, WebhookRejected
+from tokenyard.payments.coinbase import CoinbaseProcessor
 
 T = TypeVar("T")
 NOW = 1_760_000_000.0

@@ -19,7 +19,8 @@ import pytest
 from tests.payments.standins import PayPalStandIn, Signer, make_certificate, rsa_sign, run_in_thread
 from tokenyard.config.payments import PAYPAL_CERT_HOSTS, PayPalConfig
 from tokenyard.errors import InvalidRequest, UpstreamError, UpstreamRejected
-from tokenyard.payments import PaymentEvent, PayPalProcessor, WebhookRejected
+from tokenyard.payments import PaymentEvent, WebhookRejected
+from tokenyard.payments.paypal import PayPalProcessor
 
 T = TypeVar("T")
 NOW = 1_760_000_000.0

@@ -17,7 +17,8 @@ import pytest
 from tests.payments.standins import StripeStandIn, run_in_thread
 from tokenyard.config.payments import StripeConfig
 from tokenyard.errors import InvalidRequest, UpstreamError, UpstreamRejected
-from tokenyard.payments import PaymentEvent, StripeProcessor, WebhookRejected
+from tokenyard.payments import PaymentEvent, WebhookRejected
+from tokenyard.payments.stripe import StripeProcessor
 
 T = TypeVar("T")
 NOW = 1_760_000_000.0

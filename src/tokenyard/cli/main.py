@@ -7,8 +7,9 @@ import asyncio
 import sys
 
 from tokenyard import __version__
+from tokenyard.cli.admin import add_commands
 from tokenyard.config import Config, load_config
-from tokenyard.errors import ConfigError, ServiceUnavailable
+from tokenyard.errors import ConfigError, InvalidRequest, ServiceUnavailable
 from tokenyard.obs.logs import configure_logging
 from tokenyard.providers.registry import availability_problems
 from tokenyard.server.app import build_app
@@ -87,6 +88,8 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("config")
     check.set_defaults(run=cmd_check_config)
 
+    add_commands(sub)
+
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     upgrade = db_sub.add_parser("upgrade", help="apply migrations")
@@ -106,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     except ServiceUnavailable as exc:
         print(f"tokenyard: {exc.message}", file=sys.stderr)
         return 3
+    except (InvalidRequest, ValueError) as exc:
+        print(f"tokenyard: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     return code

@@ -7,17 +7,11 @@ import aiohttp
 
 from tokenyard.config.payments import PaymentsConfig
 from tokenyard.payments.base import Checkout, Clock, PaymentEvent, Processor, WebhookRejected
-from tokenyard.payments.coinbase import CoinbaseProcessor
-from tokenyard.payments.paypal import PayPalProcessor
-from tokenyard.payments.stripe import StripeProcessor
 
 __all__ = [
     "Checkout",
-    "CoinbaseProcessor",
-    "PayPalProcessor",
     "PaymentEvent",
     "Processor",
-    "StripeProcessor",
     "WebhookRejected",
     "build_processors",
 ]
@@ -32,7 +26,10 @@ def build_processors(
     success_url, cancel_url = config.success_url, config.cancel_url
     if success_url is None:  # the config requires it whenever a processor is configured
         return processors
+    # Each processor's module (the stripe library above all) loads only when configured.
     if config.stripe is not None:
+        from tokenyard.payments.stripe import StripeProcessor
+
         processors["stripe"] = StripeProcessor(
             config.stripe,
             success_url=success_url,
@@ -41,6 +38,8 @@ def build_processors(
             clock=clock,
         )
     if config.paypal is not None:
+        from tokenyard.payments.paypal import PayPalProcessor
+
         processors["paypal"] = PayPalProcessor(
             config.paypal,
             success_url=success_url,
@@ -49,6 +48,8 @@ def build_processors(
             clock=clock,
         )
     if config.coinbase is not None:
+        from tokenyard.payments.coinbase import CoinbaseProcessor
+
         processors["coinbase"] = CoinbaseProcessor(
             config.coinbase,
             success_url=success_url,

@@ -107,6 +107,30 @@ class SqlAccounts:
         m = row._mapping
         return AccountRow(m["id"], m["name"], m["balance_nano"], m["reserved_nano"], m["markup"])
 
+    async def list_accounts(self) -> list[AccountRow]:
+        query = select(accounts).order_by(accounts.c.created_at)
+        try:
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(query)).all()
+        except SQLAlchemyError as exc:
+            raise _unavailable(exc) from None
+        return [AccountRow(r.id, r.name, r.balance_nano, r.reserved_nano, r.markup) for r in rows]
+
+    async def list_keys(self, account_id: str | None = None) -> list[KeyRow]:
+        query = (
+            select(api_keys, accounts.c.markup.label("account_markup"))
+            .join(accounts, accounts.c.id == api_keys.c.account_id)
+            .order_by(api_keys.c.created_at)
+        )
+        if account_id is not None:
+            query = query.where(api_keys.c.account_id == account_id)
+        try:
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(query)).all()
+        except SQLAlchemyError as exc:
+            raise _unavailable(exc) from None
+        return [_key_row(r) for r in rows]
+
     async def create_key(
         self,
         *,
