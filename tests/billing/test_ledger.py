@@ -14,7 +14,8 @@ from sqlalchemy import func, select
 
 from tokenyard.store import Database
 from tokenyard.store.accounts import SqlAccounts
-from tokenyard.store.ledger import Charge, HeldReservation, SqlLedger
+from tokenyard.store.holds import Charge, HeldReservation
+from tokenyard.store.ledger import SqlLedger
 from tokenyard.store.tables import accounts, api_keys, ledger, reservations
 
 ACCOUNTS = 2
@@ -73,7 +74,7 @@ async def check_invariants(db: Database, ids: list[str], keys: list[str], books:
 async def scenario(url: str, operations: list[tuple[str, int, object, object]]) -> None:
     db = Database(url)
     await db.upgrade()
-    store, money = SqlAccounts(db.engine), SqlLedger(db.engine)
+    store, money, hot = SqlAccounts(db.engine), SqlLedger(db.engine), db.hold_store()
     ids, keys = [], []
     for i in range(ACCOUNTS):
         account = await store.create_account(f"a{i}")
@@ -115,7 +116,7 @@ async def scenario(url: str, operations: list[tuple[str, int, object, object]]) 
             expected = None if balance - reserved >= amount else "account"
             if expected is None and use_key and key_used + amount > 400:
                 expected = "key"
-            assert await money.reserve(held, "owner-1") == expected
+            assert await hot.reserve(held, "owner-1") == expected
             if expected is None:
                 books.open[len(holds)] = held
             holds.append(held)
@@ -123,7 +124,7 @@ async def scenario(url: str, operations: list[tuple[str, int, object, object]]) 
             index = a % len(holds)
             held = holds[index]
             if kind == "release":
-                released = await money.release(held)
+                released = await hot.release(held)
                 assert released is (index in books.open)
                 books.open.pop(index, None)
                 continue
@@ -141,7 +142,7 @@ async def scenario(url: str, operations: list[tuple[str, int, object, object]]) 
                 0,
                 1,
             )
-            charged = await money.settle(charge)
+            charged = await hot.settle(charge)
             # Settling twice never charges twice; settling a released hold (the reaper may
             # have released it) still charges, once.
             assert charged is (index not in books.closed)
@@ -153,8 +154,9 @@ async def scenario(url: str, operations: list[tuple[str, int, object, object]]) 
                     books.key_spent[account_index] = books.key_spent.get(account_index, 0) + cost
             books.open.pop(index, None)
             if c and charged:  # settle the same request again: must change nothing
-                assert await money.settle(charge) is False
+                assert await hot.settle(charge) is False
         await check_invariants(db, ids, keys, books)
+    await hot.close()
     await db.close()
 
 

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from tokenyard.errors import ServiceUnavailable
+from tokenyard.store.holds import HeldReservation, HoldStore
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class OwnerStore(Protocol):
 
     async def owners(self) -> list[tuple[str, str, int, datetime]]: ...
 
-    async def release_owner(self, owner: str) -> int: ...
+    async def reservations_of(self, owner: str) -> list[HeldReservation]: ...
 
     async def forget(self, owner: str) -> None: ...
 
@@ -53,6 +54,7 @@ class Reaper:
     def __init__(
         self,
         store: OwnerStore,
+        holds: HoldStore,
         *,
         owner: str,
         host: str,
@@ -63,6 +65,7 @@ class Reaper:
         clock: Callable[[], float] = time.time,
     ):
         self._store = store
+        self._holds = holds
         self.owner, self._host, self._pid = owner, host, pid
         self._interval_s = interval_s
         self._stale_after_s = stale_after_s
@@ -79,13 +82,21 @@ class Reaper:
         released = 0
         for owner, host, pid, heartbeat in await self._store.owners():
             if owner != self.owner and self._dead(host, pid, heartbeat):
-                count = await self._store.release_owner(owner)
+                count = await self.release_owner(owner)
                 released += count
                 log.warning(
                     "released the reservations of a dead process",
                     extra={"fields": {"owner": owner, "released": count}},
                 )
         return released
+
+    async def release_owner(self, owner: str) -> int:
+        """Release every reservation of a dead process; returns how many."""
+        count = 0
+        for held in await self._store.reservations_of(owner):
+            count += await self._holds.release(held)
+        await self._store.forget(owner)
+        return count
 
     async def run(self) -> None:
         while True:

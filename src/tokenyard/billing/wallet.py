@@ -11,21 +11,12 @@ import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol
 
 from tokenyard.billing.money import format_nano, to_nano
 from tokenyard.billing.price import Price, cost_nano
 from tokenyard.errors import InsufficientQuota
-from tokenyard.store.ledger import Charge, HeldReservation, Refusal
+from tokenyard.store.holds import Charge, HeldReservation, HoldStore
 from tokenyard.wire.usage import Usage
-
-
-class LedgerStore(Protocol):
-    async def reserve(self, held: HeldReservation, owner: str) -> Refusal | None: ...
-
-    async def release(self, held: HeldReservation) -> bool: ...
-
-    async def settle(self, charge: Charge) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +36,7 @@ class Settled:
 
 
 class Wallet:
-    def __init__(self, ledger: LedgerStore, *, owner: str):
+    def __init__(self, ledger: HoldStore, *, owner: str):
         self._ledger = ledger
         self.owner = owner
 

@@ -26,7 +26,7 @@ from tokenyard.pool.keys import KeyPool
 from tokenyard.providers.base import Call, ChatResult, EmbeddingResult, Provider
 from tokenyard.routing.catalog import Catalog, PublicModel
 from tokenyard.routing.plan import Attempt, plan
-from tokenyard.store.ledger import HeldReservation
+from tokenyard.store.holds import HeldReservation
 from tokenyard.store.limits import KeyLimiter
 from tokenyard.wire.json import JSONObject
 from tokenyard.wire.tokens import estimate_text_tokens

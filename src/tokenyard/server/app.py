@@ -67,9 +67,11 @@ async def build_app(config: Config, *, epoch: RevocationEpoch | None = None) -> 
     app[IDENTITY] = Identity(SqlAccounts(database.engine), epoch or MemoryEpoch())
     limiter: KeyLimiter = RedisLimiter(config.redis) if config.redis else MemoryLimiter()
     ledger = SqlLedger(database.engine)
+    holds = database.hold_store()
     owner, host, pid = new_owner()
     reaper = Reaper(
         ledger,
+        holds,
         owner=owner,
         host=host,
         pid=pid,
@@ -85,7 +87,7 @@ async def build_app(config: Config, *, epoch: RevocationEpoch | None = None) -> 
         catalog=Catalog(config),
         providers=upstreams.providers,
         pools={name: KeyPool(name, p.keys, rng) for name, p in config.providers.items()},
-        wallet=Wallet(ledger, owner=owner),
+        wallet=Wallet(holds, owner=owner),
         limiter=limiter,
         markup=config.billing.markup,
         default_max_output=config.billing.default_max_output_tokens,
@@ -101,6 +103,7 @@ async def build_app(config: Config, *, epoch: RevocationEpoch | None = None) -> 
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await reaper.stop()
+        await holds.close()
         await limiter.close()
         await payment_session.close()
         await upstreams.close()

@@ -12,6 +12,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tokenyard.errors import ServiceUnavailable
+from tokenyard.store.holds import HoldStore
+from tokenyard.store.postgres_holds import PostgresHolds
+from tokenyard.store.sqlite_holds import SqliteHolds
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -63,6 +66,15 @@ class Database:
         except (SQLAlchemyError, OSError, TimeoutError):
             return False
         return True
+
+    def hold_store(self) -> HoldStore:
+        """The hot-path money operations for this database (see holds.py)."""
+        if self.is_sqlite:
+            path = self.url.split(":///", 1)[1]
+            if not path or path == ":memory:":
+                raise ServiceUnavailable("an in-memory SQLite database cannot hold money")
+            return SqliteHolds(path)
+        return PostgresHolds("postgresql://" + self.url.split("://", 1)[1])
 
     async def close(self) -> None:
         await self.engine.dispose()

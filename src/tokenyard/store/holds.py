@@ -1,0 +1,62 @@
+"""The per-request money operations — hold, settle, release — on the hot path.
+
+Each is one transaction, and each backend runs it in one step: SQLite in-process (tens of
+microseconds, on the event loop unless the database is locked by another process, then in
+a thread), PostgreSQL as one call of a SQL function installed by the migrations (one round
+trip). The cold operations (credits, reports, the reaper's bookkeeping) stay in
+``ledger.py`` on SQLAlchemy. See docs/decisions/0006.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+Refusal = Literal["account", "key"]
+
+
+@dataclass(frozen=True, slots=True)
+class HeldReservation:
+    id: str
+    account_id: str
+    key_id: str | None
+    amount_nano: int
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """The real cost of one request, and what it used."""
+
+    request_id: str
+    account_id: str
+    key_id: str | None
+    reserved_nano: int
+    cost_nano: int
+    provider_cost_nano: int
+    model: str
+    provider: str
+    input_tokens: int
+    cached_tokens: int
+    output_tokens: int
+
+
+def charge_reference(request_id: str) -> str:
+    return f"req:{request_id}"
+
+
+class HoldStore(Protocol):
+    async def reserve(self, held: HeldReservation, owner: str) -> Refusal | None:
+        """Hold ``amount`` against the account balance and the key budget, atomically.
+        Returns None when held, or which of the two could not cover it."""
+        ...
+
+    async def settle(self, charge: Charge) -> bool:
+        """Release the reservation and append the charge, in one transaction. False when the
+        request was already charged (its reference is unique)."""
+        ...
+
+    async def release(self, held: HeldReservation) -> bool:
+        """Drop the reservation; False when it was already gone."""
+        ...
+
+    async def close(self) -> None: ...
