@@ -61,6 +61,7 @@ class Reaper:
         pid: int,
         interval_s: float = 5.0,
         stale_after_s: float = 60.0,
+        active: Callable[[], set[str]] = set,
         alive: Callable[[int], bool] = pid_alive,
         clock: Callable[[], float] = time.time,
     ):
@@ -69,6 +70,7 @@ class Reaper:
         self.owner, self._host, self._pid = owner, host, pid
         self._interval_s = interval_s
         self._stale_after_s = stale_after_s
+        self._active = active
         self._alive = alive
         self._clock = clock
 
@@ -79,7 +81,7 @@ class Reaper:
 
     async def run_once(self) -> int:
         await self._store.heartbeat(self.owner, self._host, self._pid)
-        released = 0
+        released = await self._release_orphans()
         for owner, host, pid, heartbeat in await self._store.owners():
             if owner != self.owner and self._dead(host, pid, heartbeat):
                 count = await self.release_owner(owner)
@@ -89,6 +91,16 @@ class Reaper:
                     extra={"fields": {"owner": owner, "released": count}},
                 )
         return released
+
+    async def _release_orphans(self) -> int:
+        """Release this process's own holds that nothing works on any more."""
+        count = 0
+        for held in await self._store.reservations_of(self.owner):
+            if held.id not in self._active():
+                count += await self._holds.release(held)
+        if count:
+            log.warning("released orphaned reservations", extra={"fields": {"released": count}})
+        return count
 
     async def release_owner(self, owner: str) -> int:
         """Release every reservation of a dead process; returns how many."""

@@ -39,6 +39,10 @@ class Wallet:
     def __init__(self, ledger: HoldStore, *, owner: str):
         self._ledger = ledger
         self.owner = owner
+        self.active: set[str] = set()
+        """Holds this process is still working on. A hold of this owner that is not here was
+        orphaned (its charge or release failed, e.g. the database was away) and the reaper
+        releases it."""
 
     @staticmethod
     def worst_case(
@@ -50,7 +54,14 @@ class Wallet:
 
     async def hold(self, request_id: str, payer: Payer, amount_nano: int) -> HeldReservation:
         held = HeldReservation(request_id, payer.account_id, payer.key_id, amount_nano)
-        refused = await self._ledger.reserve(held, self.owner)
+        self.active.add(held.id)
+        try:
+            refused = await self._ledger.reserve(held, self.owner)
+        except BaseException:
+            self.active.discard(held.id)
+            raise
+        if refused is not None:
+            self.active.discard(held.id)
         if refused == "account":
             raise InsufficientQuota(
                 f"the account balance cannot cover this request "
@@ -64,7 +75,10 @@ class Wallet:
         return held
 
     async def release(self, held: HeldReservation) -> None:
-        await asyncio.shield(self._ledger.release(held))
+        try:
+            await asyncio.shield(self._ledger.release(held))
+        finally:
+            self.active.discard(held.id)
 
     async def settle(
         self,
@@ -94,5 +108,8 @@ class Wallet:
             cached_tokens=usage.cached_tokens,
             output_tokens=usage.completion_tokens,
         )
-        await asyncio.shield(self._ledger.settle(charge))
+        try:
+            await asyncio.shield(self._ledger.settle(charge))
+        finally:
+            self.active.discard(held.id)
         return settled

@@ -69,9 +69,11 @@ async def build_app(config: Config, *, epoch: RevocationEpoch | None = None) -> 
     ledger = SqlLedger(database.engine)
     holds = database.hold_store()
     owner, host, pid = new_owner()
+    wallet = Wallet(holds, owner=owner)
     reaper = Reaper(
         ledger,
         holds,
+        active=lambda: wallet.active,
         owner=owner,
         host=host,
         pid=pid,
@@ -87,7 +89,7 @@ async def build_app(config: Config, *, epoch: RevocationEpoch | None = None) -> 
         catalog=Catalog(config),
         providers=upstreams.providers,
         pools={name: KeyPool(name, p.keys, rng) for name, p in config.providers.items()},
-        wallet=Wallet(holds, owner=owner),
+        wallet=wallet,
         limiter=limiter,
         markup=config.billing.markup,
         default_max_output=config.billing.default_max_output_tokens,
