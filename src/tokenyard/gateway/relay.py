@@ -78,27 +78,39 @@ class StreamRelay:
         self._prompt_estimate = prompt_estimate
         self._include_usage = include_usage
         self._chunks = 0
+        self.failure: TokenyardError | None = None
 
-    async def frames(self) -> AsyncGenerator[bytes, None]:
+    async def payloads(self) -> AsyncGenerator[bytes, None]:
+        """Canonical chunk payloads as they arrive. When it ends — also early — the upstream
+        is closed and the charge committed; a broken upstream is left in ``failure``."""
         opened = self._opened
-        failure: TokenyardError | None = None
         try:
             if opened.first is not None:
                 self._chunks = 1
-                yield frame(opened.first)
+                yield opened.first
                 async for payload in opened.iterator:
                     self._chunks += 1
-                    yield frame(payload)
+                    yield payload
         except TokenyardError as exc:
             log.warning(
                 "upstream stream broke",
                 extra={"fields": {"provider": self.served.provider, "error": exc.code}},
             )
-            failure = exc
+            self.failure = exc
         finally:
             await self.aclose()  # also on GeneratorExit: the client left
-        if failure is not None:
-            yield frame(dumps(failure.body()))
+
+    async def frames(self) -> AsyncGenerator[bytes, None]:
+        """The OpenAI SSE stream: chunks, an error event if the upstream broke, the usage
+        chunk when asked for, ``[DONE]``."""
+        payloads = self.payloads()
+        try:
+            async for payload in payloads:
+                yield frame(payload)
+        finally:
+            await payloads.aclose()
+        if self.failure is not None:
+            yield frame(dumps(self.failure.body()))
         if self._include_usage:
             yield frame(self._usage_chunk())
         yield DONE_FRAME
@@ -109,9 +121,9 @@ class StreamRelay:
             return
         self._settled = True
         await self._opened.stream.aclose()
-        self.served.cost_nano = await self._settle(self._usage())
+        self.served.cost_nano = await self._settle(self.usage())
 
-    def _usage(self) -> Usage:
+    def usage(self) -> Usage:
         usage = self._opened.stream.usage
         if usage is not None:
             return usage
@@ -124,7 +136,7 @@ class StreamRelay:
     def _usage_chunk(self) -> bytes:
         first = self._opened.first
         envelope = loads(first) if first else {}
-        usage = self._usage().to_openai()
+        usage = self.usage().to_openai()
         usage["cost"] = float(self.served.cost)
         return dumps(
             {

@@ -21,7 +21,7 @@ from tokenyard.payments import build_processors
 from tokenyard.pool.keys import KeyPool
 from tokenyard.providers.registry import build_upstreams
 from tokenyard.routing.catalog import Catalog
-from tokenyard.server import admin_api, client_api, payments_api
+from tokenyard.server import admin_api, client_api, messages_api, payments_api
 from tokenyard.server.http import json_response
 from tokenyard.server.middleware import edge
 from tokenyard.server.state import (
@@ -117,4 +117,5 @@ async def build_app(config: Config, *, epoch: RevocationEpoch | None = None) -> 
     client_api.add_routes(app)
     admin_api.add_routes(app)
     payments_api.add_routes(app)
+    messages_api.add_routes(app)
     return app

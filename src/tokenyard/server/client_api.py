@@ -23,7 +23,7 @@ async def _principal(request: web.Request) -> Principal:
     return await request.app[IDENTITY].authenticate(bearer(request))
 
 
-def _served_headers(request: web.Request, served: Served) -> dict[str, str]:
+def served_headers(request: web.Request, served: Served) -> dict[str, str]:
     return {
         REQUEST_ID: request["request_id"],
         "x-tokenyard-model": served.model,
@@ -39,13 +39,13 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     request_id = request["request_id"]
     if not chat.stream:
         done = await gateway.complete(request_id, principal, chat, model)
-        headers = _served_headers(request, done.served)
+        headers = served_headers(request, done.served)
         headers["x-tokenyard-cost"] = done.served.cost
         return json_response(done.body, headers=headers)
     relay = await gateway.stream(request_id, principal, chat, model)
     response = web.StreamResponse(
         headers={
-            **_served_headers(request, relay.served),
+            **served_headers(request, relay.served),
             "Content-Type": "text/event-stream",
             "Cache-Control": "no-cache",
             "X-Accel-Buffering": "no",
@@ -71,7 +71,7 @@ async def embeddings(request: web.Request) -> web.Response:
     done = await request.app[GATEWAY].embed(
         request["request_id"], principal, await read_json(request)
     )
-    headers = _served_headers(request, done.served)
+    headers = served_headers(request, done.served)
     headers["x-tokenyard-cost"] = done.served.cost
     return json_response(done.body, headers=headers)
 

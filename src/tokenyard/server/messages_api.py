@@ -1,0 +1,85 @@
+"""``POST /v1/messages``: the Anthropic Messages API in front of every model.
+
+The request is translated to the canonical (OpenAI) form, runs through the same flow as a
+chat completion — scopes, limits, holds, failover, charges, headers — and the answer or
+the stream is translated back. Errors are Anthropic-shaped.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from tokenyard.errors import RateLimited, TokenyardError
+from tokenyard.server.client_api import served_headers
+from tokenyard.server.http import REQUEST_ID, bearer, json_response, read_json
+from tokenyard.server.state import GATEWAY, IDENTITY
+from tokenyard.wire.anthropic import (
+    StreamTranslator,
+    anthropic_error,
+    chat_to_message,
+    messages_to_chat,
+)
+from tokenyard.wire.json import loads
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    try:
+        return await _messages(request)
+    except TokenyardError as exc:
+        headers = {REQUEST_ID: request["request_id"]}
+        if isinstance(exc, RateLimited):
+            headers["Retry-After"] = str(exc.retry_after_s)
+        return json_response(
+            anthropic_error(exc.status, exc.message), status=exc.status, headers=headers
+        )
+
+
+async def _messages(request: web.Request) -> web.StreamResponse:
+    principal = await request.app[IDENTITY].authenticate(bearer(request))
+    body = await read_json(request)
+    gateway = request.app[GATEWAY]
+    chat, model = gateway.parse_chat(principal, messages_to_chat(body))
+    request_id = request["request_id"]
+    if not chat.stream:
+        done = await gateway.complete(request_id, principal, chat, model)
+        headers = served_headers(request, done.served)
+        headers["x-tokenyard-cost"] = done.served.cost
+        return json_response(chat_to_message(done.body, model=model.name), headers=headers)
+
+    relay = await gateway.stream(request_id, principal, chat, model)
+    response = web.StreamResponse(
+        headers={
+            **served_headers(request, relay.served),
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    translator = StreamTranslator(model=model.name, message_id="msg_" + request_id[4:])
+    payloads = relay.payloads()
+    try:
+        await response.prepare(request)
+        async for payload in payloads:
+            for event in translator.feed(loads(payload)):
+                await response.write(event)
+        if relay.failure is not None:
+            for event in translator.error(relay.failure.message, "overloaded_error"):
+                await response.write(event)
+        else:
+            usage = relay.usage().to_openai()
+            usage["cost"] = float(relay.served.cost)
+            for event in translator.finish(usage):
+                await response.write(event)
+    except ConnectionResetError:
+        pass  # the client left: closing the payloads closes the upstream and charges
+    except TokenyardError as exc:  # the charge could not be committed: no message_stop
+        for event in translator.error(exc.message):
+            await response.write(event)
+    finally:
+        await payloads.aclose()
+        await relay.aclose()
+    return response
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/messages", messages)
