@@ -253,12 +253,25 @@ def test_check_config_command_prints_every_problem(tmp_path: Path) -> None:
     assert result.stderr == "models.deepseek-chat.deployments[0].price.input: must be >= 0\n"
 
 
-def test_check_config_reports_wire_families_this_build_lacks(tmp_path: Path) -> None:
-    path = tmp_path / "anthropic.yaml"
-    path.write_text("providers:\n  claude: {api: anthropic, base_url: https://api.anthropic.com}\n")
+def test_check_config_accepts_every_native_family_with_its_default_host(tmp_path: Path) -> None:
+    path = tmp_path / "families.yaml"
+    path.write_text(
+        "providers:\n"
+        + "".join(
+            f"  {api}: {{api: {api}, keys: [{{key: k}}]}}\n"
+            for api in ("anthropic", "gemini", "zhipu", "dashscope", "spark")
+        )
+    )
+    result = _cli("check-config", str(path))
+    assert (result.returncode, result.stdout) == (0, "ok\n"), result.stderr
+
+
+def test_check_config_reports_an_unknown_openai_dialect(tmp_path: Path) -> None:
+    path = tmp_path / "vendor.yaml"
+    path.write_text("providers:\n  p: {api: openai, base_url: http://x, vendor: acme}\n")
     result = _cli("check-config", str(path))
     assert result.returncode == 2
-    assert result.stderr.startswith("providers.claude.api: 'anthropic' is not available")
+    assert result.stderr.startswith("providers.p.vendor: unknown vendor 'acme'")
 
 
 def test_check_config_on_a_missing_file(tmp_path: Path) -> None:

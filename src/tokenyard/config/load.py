@@ -21,7 +21,7 @@ from tokenyard.errors import ConfigError
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _PLACEHOLDER = "tokenyardenv7f3a"
 _HIDDEN = re.compile(_PLACEHOLDER + r"(\d+)x")
-_NEEDS_BASE_URL = frozenset({"openai", "anthropic", "gemini", "zhipu", "dashscope", "spark"})
+_NEEDS_BASE_URL = frozenset({"openai"})  # the other families default to their vendor's host
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:

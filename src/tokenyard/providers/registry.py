@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -14,7 +14,36 @@ from tokenyard.providers.openai import OpenAIProvider
 from tokenyard.providers.simulator import SimulatorProvider
 from tokenyard.providers.vendors import VENDORS, vendor_for
 
-AVAILABLE_APIS = frozenset({"openai", "simulator"})
+Builder = Callable[[str, ProviderConfig, aiohttp.ClientSession], Provider]
+
+
+def _family(api: str) -> Builder:
+    """The ``build`` function of a wire family, imported only when a provider uses it."""
+    if api == "anthropic":
+        from tokenyard.providers.anthropic import build as anthropic
+
+        return anthropic
+    if api == "gemini":
+        from tokenyard.providers.gemini import build as gemini
+
+        return gemini
+    if api == "zhipu":
+        from tokenyard.providers.zhipu import build as zhipu
+
+        return zhipu
+    if api == "dashscope":
+        from tokenyard.providers.dashscope import build as dashscope
+
+        return dashscope
+    if api == "spark":
+        from tokenyard.providers.spark import build as spark
+
+        return spark
+    raise ConfigError([f"no adapter for api {api!r}"])
+
+
+HTTP_FAMILIES = frozenset({"anthropic", "gemini", "zhipu", "dashscope", "spark"})
+AVAILABLE_APIS = frozenset({"openai", "simulator"}) | HTTP_FAMILIES
 
 
 def availability_problems(providers: Mapping[str, ProviderConfig]) -> list[str]:
@@ -76,6 +105,9 @@ async def build_upstreams(providers: Mapping[str, ProviderConfig]) -> Upstreams:
             continue
         session = _session(cfg)
         sessions.append(session)
+        if cfg.api in HTTP_FAMILIES:
+            built[name] = _family(cfg.api)(name, cfg, session)
+            continue
         assert cfg.base_url is not None  # checked by config validation
         built[name] = OpenAIProvider(
             name=name,

@@ -1,0 +1,93 @@
+"""Media in OpenAI content parts → Gemini ``Part`` objects (``inlineData`` / ``fileData``).
+
+Wire facts (providers.md §4.2; python-genai ``types.Part``, ``types.Blob``, ``types.FileData``):
+
+* ``inlineData {mimeType, data}`` carries base64 bytes: OpenAI ``data:`` URLs are split into
+  both halves, the payload is forwarded as is (never decoded here).
+* ``fileData {fileUri, mimeType}`` names a file Google fetches itself: File API URIs
+  (``https://generativelanguage.googleapis.com/…/files/…``) and ``gs://`` objects. Both fields
+  are *required* in the SDK's ``FileData``.
+* Arbitrary ``https://`` URLs: providers.md says the native API does not fetch them and the
+  gateway must download them; Google's January 2026 announcement ("external URLs (public /
+  signed)", not for the Gemini 2.0 family) says it now does. Downloading here would need SSRF
+  protection, so such URLs are refused unless the provider is built with
+  ``external_image_urls=True``, which forwards them as ``fileData`` for Google to fetch.
+
+The data-URL parsing is generic and will be shared with other families (Anthropic needs the
+same split) once the lead dedupes it.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from urllib.parse import urlsplit
+
+from tokenyard.errors import UpstreamRejected
+from tokenyard.wire.json import JSONObject
+
+_FILE_API_HOST = "generativelanguage.googleapis.com"
+_AUDIO_MIME = {"wav": "audio/wav", "mp3": "audio/mp3"}
+
+
+def split_data_url(url: str) -> tuple[str, str]:
+    """``data:<mime>;base64,<payload>`` → (mime, payload). Only base64 data URLs are accepted."""
+    header, comma, payload = url.partition(",")
+    if not comma or not header.startswith("data:"):
+        raise UpstreamRejected("malformed data URL in the request")
+    fields = header[5:].split(";")
+    mime = fields[0].strip().lower()
+    if "base64" not in (f.strip().lower() for f in fields[1:]):
+        raise UpstreamRejected("data URLs must be base64-encoded (data:<type>;base64,...)")
+    if not mime or "/" not in mime:
+        raise UpstreamRejected("data URL without a media type (data:<type>;base64,...)")
+    return mime, payload.strip()
+
+
+def _google_fetchable(url: str) -> bool:
+    if url.startswith("gs://"):
+        return True
+    parts = urlsplit(url)
+    return parts.scheme == "https" and parts.hostname == _FILE_API_HOST
+
+
+def _guess_mime(url: str, default: str) -> str:
+    guessed, _ = mimetypes.guess_type(urlsplit(url).path)
+    return guessed or default
+
+
+def image_part(image_url: object, *, external_urls: bool) -> JSONObject:
+    """An OpenAI ``image_url`` value (``{"url": …}`` or a bare string) as a Gemini part."""
+    url = image_url.get("url") if isinstance(image_url, dict) else image_url
+    if not isinstance(url, str) or not url:
+        raise UpstreamRejected("image_url parts need a url")
+    if url.startswith("data:"):
+        mime, data = split_data_url(url)
+        return {"inlineData": {"mimeType": mime, "data": data}}
+    if _google_fetchable(url) or (external_urls and url.startswith("https://")):
+        return {"fileData": {"fileUri": url, "mimeType": _guess_mime(url, "image/jpeg")}}
+    raise UpstreamRejected(
+        "this Gemini upstream does not take image URLs: send the image inline as a base64 "
+        "data URL (data:image/png;base64,...)"
+    )
+
+
+def audio_part(input_audio: object) -> JSONObject:
+    """An OpenAI ``input_audio`` value ``{"data": <base64>, "format": "wav"|"mp3"}``."""
+    if not isinstance(input_audio, dict) or not isinstance(input_audio.get("data"), str):
+        raise UpstreamRejected("input_audio parts need base64 data")
+    fmt = str(input_audio.get("format", "")).lower()
+    mime = _AUDIO_MIME.get(fmt)
+    if mime is None:
+        raise UpstreamRejected(f"unsupported input_audio format {fmt!r} (wav or mp3)")
+    return {"inlineData": {"mimeType": mime, "data": input_audio["data"]}}
+
+
+def file_part(file: object) -> JSONObject:
+    """An OpenAI ``file`` value: only inline ``file_data`` (a base64 data URL) can be sent."""
+    data = file.get("file_data") if isinstance(file, dict) else None
+    if not isinstance(data, str) or not data.startswith("data:"):
+        raise UpstreamRejected(
+            "file parts must carry file_data as a base64 data URL for this upstream"
+        )
+    mime, payload = split_data_url(data)
+    return {"inlineData": {"mimeType": mime, "data": payload}}

@@ -1,0 +1,148 @@
+"""Every native wire family behind the real gateway process: the OpenAI SDK in front of
+Anthropic, Gemini, Zhipu, DashScope (native) and Spark (WebSocket and HTTP) stand-ins, and
+the Anthropic SDK in front of Anthropic and Gemini — plain, streamed, with tools."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+
+import anthropic
+import pytest
+
+from tests.e2e.harness import ADMIN_KEY, RunningGateway, start_gateway
+from tests.upstreams import anthropic_wire, gemini_wire, openai_wire, spark_wire
+from tests.upstreams.dashscope_wire import DashScopeStandIn
+from tests.upstreams.zhipu_wire import ZhipuStandIn
+
+USER = [{"role": "user", "content": "hello there gateway"}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+]
+MODELS = ["claude", "gemini", "glm", "qwen-native", "spark-ws", "spark-http"]
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningGateway]:
+    stops: list[Callable[[], None]] = []
+    claude = anthropic_wire.AnthropicStandIn(api_key="sk-ant-e2e")
+    claude_url, stop = anthropic_wire.run_in_thread(claude)
+    stops.append(stop)
+    gemini = gemini_wire.GeminiStandIn(api_key="gm-e2e")
+    gemini_url, stop = gemini_wire.run_in_thread(gemini)
+    stops.append(stop)
+    zhipu = ZhipuStandIn(api_key="kid123.s3cr3t-value")
+    zhipu_url, stop = openai_wire.run_in_thread(zhipu)  # type: ignore[arg-type]
+    stops.append(stop)
+    dash = DashScopeStandIn(api_key="sk-dash")
+    dash_url, stop = openai_wire.run_in_thread(dash)  # type: ignore[arg-type]
+    stops.append(stop)
+    spark = spark_wire.SparkStandIn()
+    stops.append(spark_wire.run_in_thread(spark))
+    config = f"""
+database: {database_url}
+admin_key: {ADMIN_KEY}
+billing: {{currency: USD, markup: 0.10}}
+providers:
+  anthropic: {{api: anthropic, base_url: {claude_url}, keys: [{{key: sk-ant-e2e}}]}}
+  gemini: {{api: gemini, base_url: {gemini_url}, keys: [{{key: gm-e2e}}]}}
+  zhipu: {{api: zhipu, base_url: {zhipu_url}, keys: [{{key: kid123.s3cr3t-value}}]}}
+  dashscope: {{api: dashscope, base_url: {dash_url}, keys: [{{key: sk-dash}}]}}
+  spark-ws: {{api: spark, base_url: {spark.ws_base_url}, keys: [{{key: "app00001:key-1:secret-1"}}]}}
+  spark-http: {{api: spark, base_url: {spark.http_base_url}, keys: [{{key: spark-password}}]}}
+models:
+  claude: {{deployments: [{{provider: anthropic, model: claude-sonnet-4-5, price: {{input: 3, output: 15}}}}]}}
+  gemini: {{deployments: [{{provider: gemini, model: gemini-2.5-flash, price: {{input: 0.3, output: 2.5}}}}]}}
+  glm: {{deployments: [{{provider: zhipu, model: glm-4.6, price: {{input: 0.6, output: 2.2}}}}]}}
+  qwen-native: {{deployments: [{{provider: dashscope, model: qwen-plus, price: {{input: 0.4, output: 1.2}}}}]}}
+  spark-ws: {{deployments: [{{provider: spark-ws, model: generalv3.5, price: {{input: 1, output: 1}}}}]}}
+  spark-http: {{deployments: [{{provider: spark-http, model: generalv3.5, price: {{input: 1, output: 1}}}}]}}
+"""
+    running = start_gateway(tmp_path_factory.mktemp("families"), config)
+    yield running
+    running.stop()
+    for stop in stops:
+        stop()
+
+
+@pytest.fixture(scope="module")
+def key(gateway: RunningGateway) -> str:
+    return gateway.new_key()
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_plain_and_streamed_answers(gateway: RunningGateway, key: str, model: str) -> None:
+    client = gateway.client(key, max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(model=model, messages=USER)
+    completion = raw.parse()
+    assert completion.choices[0].message.content == "echo: hello there gateway"
+    assert completion.usage is not None and completion.usage.completion_tokens > 0
+    assert Decimal(raw.headers["x-tokenyard-cost"]) > 0
+    chunks = list(
+        client.chat.completions.create(
+            model=model, messages=USER, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "echo: hello there gateway"
+    finishes = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
+    assert finishes == ["stop"]
+    assert chunks[-1].usage is not None
+    assert Decimal(str(chunks[-1].usage.model_extra["cost"])) > 0
+
+
+@pytest.mark.parametrize("model", ["claude", "gemini", "glm", "qwen-native", "spark-http"])
+def test_tool_calls(gateway: RunningGateway, key: str, model: str) -> None:
+    client = gateway.client(key, max_retries=0)
+    messages = [{"role": "user", "content": "what is the weather in Paris"}]
+    completion = client.chat.completions.create(
+        model=model,
+        messages=messages,  # type: ignore[arg-type]
+        tools=TOOLS,
+    )  # type: ignore[arg-type]
+    choice = completion.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    call = choice.message.tool_calls[0]  # type: ignore[index]
+    assert call.function.name == "get_weather"  # type: ignore[union-attr]
+    assert "Paris" in call.function.arguments  # type: ignore[union-attr]
+    chunks = list(
+        client.chat.completions.create(
+            model=model,
+            messages=messages,  # type: ignore[arg-type]
+            tools=TOOLS,
+            stream=True,
+        )
+    )  # type: ignore[arg-type]
+    deltas = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
+    assert deltas[0].id and deltas[0].function and deltas[0].function.name == "get_weather"
+    arguments = "".join((d.function.arguments or "") for d in deltas if d.function)
+    assert "Paris" in arguments
+
+
+@pytest.mark.parametrize("model", ["claude", "gemini"])
+def test_anthropic_sdk_in_front(gateway: RunningGateway, key: str, model: str) -> None:
+    client = anthropic.Anthropic(base_url=gateway.base_url, api_key=key, max_retries=0)
+    message = client.messages.create(
+        model=model, max_tokens=100, messages=[{"role": "user", "content": "hello there gateway"}]
+    )
+    assert message.content[0].type == "text"
+    assert message.content[0].text == "echo: hello there gateway"
+    with client.messages.stream(
+        model=model, max_tokens=100, messages=[{"role": "user", "content": "hello there gateway"}]
+    ) as s:
+        assert "".join(s.text_stream) == "echo: hello there gateway"
+        assert s.get_final_message().stop_reason == "end_turn"
