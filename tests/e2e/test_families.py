@@ -32,12 +32,15 @@ TOOLS = [
 MODELS = ["claude", "gemini", "glm", "qwen-native", "spark-ws", "spark-http"]
 
 
+CLAUDE = anthropic_wire.AnthropicStandIn(api_key="sk-ant-e2e")
+
+
 @pytest.fixture(scope="module")
 def gateway(
     database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningGateway]:
     stops: list[Callable[[], None]] = []
-    claude = anthropic_wire.AnthropicStandIn(api_key="sk-ant-e2e")
+    claude = CLAUDE
     claude_url, stop = anthropic_wire.run_in_thread(claude)
     stops.append(stop)
     gemini = gemini_wire.GeminiStandIn(api_key="gm-e2e")
@@ -146,3 +149,63 @@ def test_anthropic_sdk_in_front(gateway: RunningGateway, key: str, model: str) -
     ) as s:
         assert "".join(s.text_stream) == "echo: hello there gateway"
         assert s.get_final_message().stop_reason == "end_turn"
+
+
+def test_anthropic_upstreams_get_the_body_untouched(gateway: RunningGateway, key: str) -> None:
+    account = gateway.new_account()
+    created = gateway.admin("POST", "/admin/keys", {"account_id": account}).json()
+    body = {
+        "model": "claude",
+        "max_tokens": 64,
+        "metadata": {"user_id": "u-1"},
+        "top_k": 5,
+        "system": [{"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}],
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {
+                "role": "assistant",
+                "content": [{"type": "text", "text": "hello"}],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "text",
+                        "text": "hello there gateway",
+                        "cache_control": {"type": "ephemeral"},
+                    }
+                ],
+            },
+        ],
+    }
+    response = gateway.post(
+        "/v1/messages", created["key"], json=body, headers={"anthropic-version": "2023-06-01"}
+    )
+    assert response.status_code == 200, response.text
+    sent = CLAUDE.requests[-1].body
+    assert sent == {**body, "model": "claude-sonnet-4-5"}
+    assert CLAUDE.requests[-1].headers["x-api-key"] == "sk-ant-e2e"
+    message = response.json()
+    assert message["type"] == "message"
+    assert message["content"][-1]["text"] == "echo: hello there gateway"
+    cost = Decimal(response.headers["x-tokenyard-cost"])
+    usage = message["usage"]
+    prompt = (
+        usage["input_tokens"]
+        + usage.get("cache_creation_input_tokens", 0)
+        + usage.get("cache_read_input_tokens", 0)
+    )
+    expected = (Decimal(prompt) * 3 + Decimal(usage["output_tokens"]) * 15) / Decimal(10**6)
+    assert cost == (expected * Decimal("1.1")).quantize(Decimal("0.000000001"))
+    rows = gateway.admin("GET", f"/admin/usage?key_id={created['id']}").json()["rows"]
+    assert [(r["group"], r["requests"], Decimal(r["cost"])) for r in rows] == [("claude", 1, cost)]
+
+    client = anthropic.Anthropic(base_url=gateway.base_url, api_key=created["key"], max_retries=0)
+    with client.messages.stream(
+        model="claude", max_tokens=64, messages=[{"role": "user", "content": "stream it"}]
+    ) as stream:
+        final = stream.get_final_message()
+    assert final.content[-1].type == "text"
+    rows = gateway.admin("GET", f"/admin/usage?key_id={created['id']}").json()["rows"]
+    assert rows[0]["requests"] == 2
+    assert rows[0]["output_tokens"] == usage["output_tokens"] + final.usage.output_tokens

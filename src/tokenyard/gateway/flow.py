@@ -5,7 +5,7 @@ upstream could fix), charge the real cost, release the rest."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Generic, TypeVar
@@ -19,6 +19,12 @@ from tokenyard.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from tokenyard.gateway.passthrough import (
+    RawResponse,
+    SpeaksMessages,
+    message_usage,
+    relay_stream,
+)
 from tokenyard.gateway.relay import OpenedStream, Served, StreamRelay
 from tokenyard.gateway.request import ChatRequest, check_fit, model_name, parse_chat
 from tokenyard.identity.service import Principal
@@ -28,7 +34,7 @@ from tokenyard.routing.catalog import Catalog, PublicModel
 from tokenyard.routing.plan import Attempt, plan
 from tokenyard.store.holds import HeldReservation
 from tokenyard.store.limits import KeyLimiter
-from tokenyard.wire.json import JSONObject
+from tokenyard.wire.json import JSONObject, dumps
 from tokenyard.wire.tokens import estimate_text_tokens
 from tokenyard.wire.usage import Usage
 
@@ -245,6 +251,63 @@ class Gateway:
             prompt_estimate=request.prompt_estimate,
             include_usage=request.include_usage,
         )
+
+    # -- Anthropic pass-through ----------------------------------------------------------
+
+    def speaks_messages(self, model: PublicModel) -> bool:
+        """Every attempt of the plan is an upstream that speaks the Messages API itself."""
+        return all(
+            isinstance(self._providers[a.deployment.provider], SpeaksMessages)
+            for a in plan(self.catalog, model)
+        )
+
+    async def messages_passthrough(
+        self,
+        request_id: str,
+        principal: Principal,
+        *,
+        request: ChatRequest,
+        model: PublicModel,
+        raw: JSONObject,
+        headers: Mapping[str, str],
+    ) -> tuple[Served, bytes | AsyncGenerator[bytes, None]]:
+        """Relay an Anthropic request untouched (but for ``model``) to the first Anthropic
+        upstream that takes it: the body, or the stream's lines, charged as they pass."""
+
+        async def call(provider: Provider, upstream: Call) -> RawResponse:
+            assert isinstance(provider, SpeaksMessages)
+            body = dumps({**raw, "model": upstream.upstream_model})
+            response: RawResponse = await provider.messages_raw(
+                body, upstream.api_key, stream=request.stream, headers=headers
+            )
+            return response
+
+        run = await self._run(
+            request_id,
+            principal,
+            model,
+            request.body,
+            call,
+            prompt=request.prompt_estimate,
+            output=self._max_output(request, model),
+        )
+        served = Served(run.attempt.model.name, run.attempt.deployment.provider, run.calls)
+
+        async def settle(usage: Usage) -> int:
+            served.cost_nano = await self._settle(run.held, run.payer, run.attempt, usage)
+            return served.cost_nano
+
+        if request.stream:
+            return served, relay_stream(run.result, settle, request.prompt_estimate)
+        try:
+            body = await run.result.read()
+        except BaseException:
+            await self._wallet.release(run.held)
+            raise
+        finally:
+            run.result.release()
+        await settle(message_usage(body, request.prompt_estimate))
+        return served, body
 
     # -- embeddings ------------------------------------------------------------------
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from tokenyard.errors import RateLimited, TokenyardError
+from tokenyard.gateway.request import ChatRequest
+from tokenyard.identity.service import Principal
+from tokenyard.routing.catalog import PublicModel
 from tokenyard.server.client_api import served_headers
 from tokenyard.server.http import REQUEST_ID, bearer, json_response, read_json
 from tokenyard.server.state import GATEWAY, IDENTITY
@@ -19,7 +22,7 @@ from tokenyard.wire.anthropic import (
     chat_to_message,
     messages_to_chat,
 )
-from tokenyard.wire.json import loads
+from tokenyard.wire.json import JSONObject, loads
 
 
 async def messages(request: web.Request) -> web.StreamResponse:
@@ -40,6 +43,8 @@ async def _messages(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     chat, model = gateway.parse_chat(principal, messages_to_chat(body))
     request_id = request["request_id"]
+    if gateway.speaks_messages(model):
+        return await _passthrough(request, principal, chat, model, body)
     if not chat.stream:
         done = await gateway.complete(request_id, principal, chat, model)
         headers = served_headers(request, done.served)
@@ -78,6 +83,43 @@ async def _messages(request: web.Request) -> web.StreamResponse:
     finally:
         await payloads.aclose()
         await relay.aclose()
+    return response
+
+
+_CLIENT_HEADERS = ("anthropic-version", "anthropic-beta")
+
+
+async def _passthrough(
+    request: web.Request,
+    principal: Principal,
+    chat: ChatRequest,
+    model: PublicModel,
+    body: JSONObject,
+) -> web.StreamResponse:
+    """Anthropic upstreams get the client's body untouched (see gateway/passthrough.py)."""
+    headers = {h: request.headers[h] for h in _CLIENT_HEADERS if h in request.headers}
+    served, answer = await request.app[GATEWAY].messages_passthrough(
+        request["request_id"], principal, request=chat, model=model, raw=body, headers=headers
+    )
+    if isinstance(answer, bytes):
+        out = served_headers(request, served)
+        out["x-tokenyard-cost"] = served.cost
+        return web.Response(body=answer, content_type="application/json", headers=out)
+    response = web.StreamResponse(
+        headers={
+            **served_headers(request, served),
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+        }
+    )
+    try:
+        await response.prepare(request)
+        async for line in answer:
+            await response.write(line)
+    except ConnectionResetError:
+        pass  # the client left: closing the relay closes the upstream and charges
+    finally:
+        await answer.aclose()
     return response
 
 
