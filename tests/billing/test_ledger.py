@@ -186,3 +186,9 @@ def test_books_always_balance(
         asyncio.run(scenario(url, operations))
     finally:
         drop()
+
+
+def test_a_free_hold_can_be_released(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Found by the property test: a hold of zero (a free model) is still a hold."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('zero') / 'z.db'}"
+    asyncio.run(scenario(url, [("hold", 0, False, 0), ("release", 0, 0, 0)]))

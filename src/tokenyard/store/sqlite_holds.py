@@ -75,10 +75,10 @@ def _reserve(conn: sqlite3.Connection, held: HeldReservation, owner: str) -> Ref
     return None
 
 
-def _unhold(conn: sqlite3.Connection, held: HeldReservation) -> int:
-    """Delete the reservation and take it off the sums; the amount taken off (0: none)."""
+def _unhold(conn: sqlite3.Connection, held: HeldReservation) -> bool:
+    """Delete the reservation and take it off the sums; False when there was none."""
     if not conn.execute("DELETE FROM reservations WHERE id = ?", (held.id,)).rowcount:
-        return 0
+        return False
     conn.execute(
         "UPDATE accounts SET reserved_nano = reserved_nano - ? WHERE id = ?",
         (held.amount_nano, held.account_id),
@@ -88,13 +88,13 @@ def _unhold(conn: sqlite3.Connection, held: HeldReservation) -> int:
             "UPDATE api_keys SET reserved_nano = reserved_nano - ? WHERE id = ?",
             (held.amount_nano, held.key_id),
         )
-    return held.amount_nano
+    return True
 
 
 def _release(conn: sqlite3.Connection, held: HeldReservation) -> bool:
     conn.execute("BEGIN IMMEDIATE")
     try:
-        released = _unhold(conn, held) > 0
+        released = _unhold(conn, held)
     except BaseException:
         conn.execute("ROLLBACK")
         raise
