@@ -55,11 +55,13 @@ def from_status(
         f"provider {provider} answered HTTP {status}",
         retryable=True,
         code="upstream_rate_limited" if status == 429 else "upstream_failed",
-        retry_after_s=_seconds(retry_after),
+        retry_after_s=parse_delay(retry_after),
     )
 
 
-def _seconds(value: str | None) -> float | None:
+def parse_delay(value: str | None) -> float | None:
+    """A delay header's value (``Retry-After`` seconds, ``retry-after-ms``) as a non-negative
+    number; None when absent or not a number (an HTTP date is not read)."""
     if value is None:
         return None
     try:

@@ -8,8 +8,7 @@ field are decoded.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -17,6 +16,7 @@ import aiohttp
 from tokenyard.errors import UpstreamError, UpstreamTimeout
 from tokenyard.providers.base import Call, ChatResult, EmbeddingResult
 from tokenyard.providers.failure import from_status, scrub
+from tokenyard.providers.http import UpstreamHttp
 from tokenyard.providers.vendors import VendorSpec
 from tokenyard.wire.json import JSONDecodeError, JSONObject, dumps, loads
 from tokenyard.wire.sse import DONE, read_events
@@ -42,15 +42,15 @@ class OpenAIProvider:
         self.name = name
         self._base = base_url.rstrip("/")
         self._vendor = vendor
-        self._session = session
-        self._timeout_s = timeout_s
-        self._first_byte_s = first_byte_timeout_s
-        # A stream may run for long; only silence between two reads is bounded. The wait for
-        # the response headers is bounded by both first_byte_timeout_s and idle_timeout_s.
-        self._stream_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=connect_timeout_s, sock_read=idle_timeout_s
+        self._http = UpstreamHttp(
+            name=name,
+            session=session,
+            timeout_s=timeout_s,
+            connect_timeout_s=connect_timeout_s,
+            first_byte_timeout_s=first_byte_timeout_s,
+            idle_timeout_s=idle_timeout_s,
+            map_error=self._failure,
         )
-        self._call_timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s)
         self._headers = {**_JSON, **(extra_headers or {})}
 
     # -- requests -------------------------------------------------------------------
@@ -101,57 +101,27 @@ class OpenAIProvider:
             return self._headers
         return {**self._headers, "Authorization": f"Bearer {api_key}"}
 
+    def _failure(
+        self, status: int, body: bytes, headers: Mapping[str, str], secret: str | None
+    ) -> UpstreamError:
+        return from_status(
+            status,
+            body,
+            provider=self.name,
+            secret=secret,
+            retry_after=headers.get("Retry-After"),
+        )
+
     async def _post(
         self, path: str, payload: bytes, api_key: str | None, *, stream: bool = False
     ) -> aiohttp.ClientResponse:
         """POST and wait for the response headers; non-200 answers become UpstreamErrors."""
-        try:
-            async with asyncio.timeout(self._first_byte_s):
-                response = await self._session.post(
-                    self._base + path,
-                    data=payload,
-                    headers=self._auth(api_key),
-                    timeout=self._stream_timeout if stream else self._call_timeout,
-                )
-                if response.status != 200:
-                    try:
-                        body = await response.read()
-                    finally:
-                        response.release()
-                    raise from_status(
-                        response.status,
-                        body,
-                        provider=self.name,
-                        secret=api_key,
-                        retry_after=response.headers.get("Retry-After"),
-                    )
-                return response
-        except TimeoutError:
-            raise UpstreamTimeout(f"provider {self.name} did not answer in time") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(
-                f"provider {self.name} could not be reached: {type(exc).__name__}",
-                retryable=True,
-            ) from None
+        return await self._http.post(
+            self._base + path, payload, self._auth(api_key), api_key, stream=stream
+        )
 
     async def _read_json(self, response: aiohttp.ClientResponse, secret: str | None) -> JSONObject:
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                raw = await response.read()
-        except TimeoutError:
-            raise UpstreamTimeout(f"provider {self.name} did not finish in time") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(
-                f"provider {self.name} broke off: {type(exc).__name__}", retryable=True
-            ) from None
-        finally:
-            response.release()
-        try:
-            doc = loads(raw)  # tolerates DeepSeek's padding with blank lines
-        except JSONDecodeError:
-            raise UpstreamError(
-                f"provider {self.name} sent a body that is not JSON", retryable=True
-            ) from None
+        doc = await self._http.read_json(response)
         if not isinstance(doc, dict) or "error" in doc:
             message = scrub(str(doc.get("error") if isinstance(doc, dict) else doc), secret)
             raise UpstreamError(f"provider {self.name} failed: {message[:300]}", retryable=True)

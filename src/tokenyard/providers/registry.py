@@ -10,6 +10,7 @@ import aiohttp
 from tokenyard.config import ProviderConfig, SimulatorConfig
 from tokenyard.errors import ConfigError
 from tokenyard.providers.base import Provider
+from tokenyard.providers.http import configured_timeouts
 from tokenyard.providers.openai import OpenAIProvider
 from tokenyard.providers.simulator import SimulatorProvider
 from tokenyard.providers.vendors import VENDORS, vendor_for
@@ -43,7 +44,7 @@ def _family(api: str) -> Builder:
 
 
 HTTP_FAMILIES = frozenset({"anthropic", "gemini", "zhipu", "dashscope", "spark"})
-AVAILABLE_APIS = frozenset({"openai", "simulator"}) | HTTP_FAMILIES
+AVAILABLE_APIS = frozenset({"openai", "simulator", "local"}) | HTTP_FAMILIES
 
 
 def availability_problems(providers: Mapping[str, ProviderConfig]) -> list[str]:
@@ -103,6 +104,11 @@ async def build_upstreams(providers: Mapping[str, ProviderConfig]) -> Upstreams:
                 max_output_tokens=sim.max_output_tokens,
             )
             continue
+        if cfg.api == "local":  # in process: no network, no session
+            from tokenyard.providers.local import build as local
+
+            built[name] = local(name, cfg)
+            continue
         session = _session(cfg)
         sessions.append(session)
         if cfg.api in HTTP_FAMILIES:
@@ -114,10 +120,7 @@ async def build_upstreams(providers: Mapping[str, ProviderConfig]) -> Upstreams:
             base_url=cfg.base_url,
             vendor=vendor_for(cfg.vendor, cfg.base_url),
             session=session,
-            timeout_s=cfg.timeout_s,
-            connect_timeout_s=cfg.connect_timeout_s,
-            first_byte_timeout_s=cfg.first_byte_timeout_s or cfg.timeout_s,
-            idle_timeout_s=cfg.idle_timeout_s,
             extra_headers=cfg.headers,
+            **configured_timeouts(cfg),
         )
     return Upstreams(providers=built, sessions=sessions)

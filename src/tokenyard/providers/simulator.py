@@ -7,14 +7,13 @@ It powers ``tokenyard demo``.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
-import struct
 import time
 from collections.abc import AsyncIterator
 
 from tokenyard.errors import UpstreamRejected
 from tokenyard.providers.base import Call, ChatResult, EmbeddingResult
+from tokenyard.wire.embeddings import float32_base64
 from tokenyard.wire.json import JSONObject, dumps
 from tokenyard.wire.tokens import content_text, estimate_prompt_tokens, estimate_text_tokens
 from tokenyard.wire.usage import Usage
@@ -121,11 +120,7 @@ class SimulatorProvider:
                 ids = item if isinstance(item, list) else [item]
                 text, tokens = " ".join(map(str, ids)), tokens + len(ids)
             vector = _vector(text, dims)
-            embedding: object = (
-                base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
-                if as_base64
-                else vector
-            )
+            embedding: object = float32_base64(vector) if as_base64 else vector
             data.append({"object": "embedding", "index": index, "embedding": embedding})
         body = {
             "object": "list",

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from tokenyard.errors import UpstreamError, UpstreamRejected
-from tokenyard.providers.failure import scrub
+from tokenyard.providers.failure import parse_delay, scrub
 from tokenyard.wire.json import JSONDecodeError, loads
 
 _ACCOUNT_MESSAGES = ("credit balance is too low", "reached your specified api usage limits")
@@ -108,15 +108,6 @@ def mid_stream(data: bytes, *, provider: str, secret: str | None) -> UpstreamErr
     )
 
 
-def _number(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
 def _epoch(value: str) -> float | None:
     try:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
@@ -125,10 +116,10 @@ def _epoch(value: str) -> float | None:
 
 
 def retry_after(headers: Mapping[str, str], now: float) -> float | None:
-    millis = _number(headers.get("retry-after-ms"))
+    millis = parse_delay(headers.get("retry-after-ms"))
     if millis is not None:
         return millis / 1000
-    seconds = _number(headers.get("retry-after"))
+    seconds = parse_delay(headers.get("retry-after"))
     if seconds is not None:
         return seconds
     resets: list[tuple[bool, float]] = []

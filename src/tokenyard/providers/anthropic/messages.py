@@ -22,40 +22,20 @@ Wire facts (anthropic-sdk-python ``types/message_create_params.py``, ``message_p
   prefill) loses its trailing whitespace, which the API also rejects.
 * Assistant ``reasoning_content`` is not sent back: Anthropic only accepts thinking blocks
   with the signature it issued, which the OpenAI shape does not carry.
-
-The data-URL parsing here is shared in spirit with other families (Gemini ``inlineData``).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from tokenyard.errors import UpstreamRejected
+from tokenyard.wire.images import parse_data_url
 from tokenyard.wire.json import JSONDecodeError, JSONObject, loads
 
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
-_DATA_URL = re.compile(
-    r"data:(?P<type>[\w.+-]+/[\w.+-]+)(?P<params>(?:;[^,;]*)*),(?P<data>.*)", re.S
-)
-_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 
 Block = JSONObject
 Turn = tuple[str, list[Block]]  # (role, content blocks)
-
-
-def parse_data_url(url: str) -> tuple[str, str] | None:
-    """``data:<type>;base64,<data>`` → (media type, base64 data); None for other URLs.
-    Raises UpstreamRejected for a data URL that is not base64."""
-    match = _DATA_URL.fullmatch(url)
-    if match is None:
-        return None
-    if "base64" not in match["params"].lower().split(";"):
-        raise UpstreamRejected("data URLs must be base64-encoded")
-    data = match["data"].strip()
-    if not data or _BASE64.fullmatch(data) is None:
-        raise UpstreamRejected("a data URL holds no valid base64 data")
-    return match["type"].lower(), data
 
 
 def image_block(url: object) -> Block:

@@ -13,21 +13,21 @@ a client's own Anthropic request for the gateway's inbound Anthropic endpoint.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Mapping
 
 import aiohttp
 
 from tokenyard.config import ProviderConfig
-from tokenyard.errors import UpstreamError, UpstreamRejected, UpstreamTimeout
+from tokenyard.errors import UpstreamError, UpstreamRejected
 from tokenyard.providers.anthropic.failure import from_response
 from tokenyard.providers.anthropic.request import encode
 from tokenyard.providers.anthropic.response import to_chat_completion
 from tokenyard.providers.anthropic.stream import AnthropicStream
 from tokenyard.providers.base import Call, ChatResult, EmbeddingResult, Provider
 from tokenyard.providers.failure import scrub
-from tokenyard.wire.json import JSONDecodeError, JSONObject, dumps, loads
+from tokenyard.providers.http import UpstreamHttp, configured_timeouts
+from tokenyard.wire.json import JSONObject, dumps
 
 API_VERSION = "2023-06-01"
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -53,14 +53,15 @@ class AnthropicProvider:
         self.name = name
         base = base_url.rstrip("/")
         self._base = base[:-3] if base.endswith("/v1") else base
-        self._session = session
-        self._timeout_s = timeout_s
-        self._first_byte_s = first_byte_timeout_s
-        # As in OpenAIProvider: a stream only bounds silence between two reads.
-        self._stream_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=connect_timeout_s, sock_read=idle_timeout_s
+        self._http = UpstreamHttp(
+            name=name,
+            session=session,
+            timeout_s=timeout_s,
+            connect_timeout_s=connect_timeout_s,
+            first_byte_timeout_s=first_byte_timeout_s,
+            idle_timeout_s=idle_timeout_s,
+            map_error=self._failure,
         )
-        self._call_timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s)
         self._headers = {
             "anthropic-version": API_VERSION,
             **(extra_headers or {}),  # may add anthropic-beta, or pin another version
@@ -95,6 +96,13 @@ class AnthropicProvider:
             headers["x-api-key"] = api_key
         return headers
 
+    def _failure(
+        self, status: int, body: bytes, headers: Mapping[str, str], secret: str | None
+    ) -> UpstreamError:
+        return from_response(
+            status, body, headers, provider=self.name, secret=secret, now=self._clock()
+        )
+
     async def _post(
         self,
         payload: bytes,
@@ -104,54 +112,16 @@ class AnthropicProvider:
         headers: Mapping[str, str] | None = None,
     ) -> aiohttp.ClientResponse:
         """POST /v1/messages and wait for the response headers; non-200 → UpstreamError."""
-        try:
-            async with asyncio.timeout(self._first_byte_s):
-                response = await self._session.post(
-                    self._base + "/v1/messages",
-                    data=payload,
-                    headers=self._auth(api_key, headers),
-                    timeout=self._stream_timeout if stream else self._call_timeout,
-                )
-                if response.status != 200:
-                    try:
-                        body = await response.read()
-                    finally:
-                        response.release()
-                    raise from_response(
-                        response.status,
-                        body,
-                        response.headers,
-                        provider=self.name,
-                        secret=api_key,
-                        now=self._clock(),
-                    )
-                return response
-        except TimeoutError:
-            raise UpstreamTimeout(f"provider {self.name} did not answer in time") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(
-                f"provider {self.name} could not be reached: {type(exc).__name__}",
-                retryable=True,
-            ) from None
+        return await self._http.post(
+            self._base + "/v1/messages",
+            payload,
+            self._auth(api_key, headers),
+            api_key,
+            stream=stream,
+        )
 
     async def _read_json(self, response: aiohttp.ClientResponse, secret: str | None) -> JSONObject:
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                raw = await response.read()
-        except TimeoutError:
-            raise UpstreamTimeout(f"provider {self.name} did not finish in time") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(
-                f"provider {self.name} broke off: {type(exc).__name__}", retryable=True
-            ) from None
-        finally:
-            response.release()
-        try:
-            doc = loads(raw)
-        except JSONDecodeError:
-            raise UpstreamError(
-                f"provider {self.name} sent a body that is not JSON", retryable=True
-            ) from None
+        doc = await self._http.read_json(response)
         if not isinstance(doc, dict) or doc.get("type") == "error":
             detail = scrub(str(doc.get("error") if isinstance(doc, dict) else doc), secret)
             raise UpstreamError(f"provider {self.name} failed: {detail[:300]}", retryable=True)
@@ -206,9 +176,6 @@ def build(name: str, cfg: ProviderConfig, session: aiohttp.ClientSession) -> Pro
         name=name,
         base_url=cfg.base_url or DEFAULT_BASE_URL,
         session=session,
-        timeout_s=cfg.timeout_s,
-        connect_timeout_s=cfg.connect_timeout_s,
-        first_byte_timeout_s=cfg.first_byte_timeout_s or cfg.timeout_s,
-        idle_timeout_s=cfg.idle_timeout_s,
         extra_headers=cfg.headers,
+        **configured_timeouts(cfg),
     )

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 
 from tokenyard.errors import UpstreamError, UpstreamRejected
-from tokenyard.providers.failure import scrub
+from tokenyard.providers.failure import parse_delay, scrub
 from tokenyard.wire.json import JSONDecodeError, loads
 
 _OVERFLOW = re.compile(
@@ -96,7 +96,7 @@ def classify(
             retryable=True,
             status=429,
             code="upstream_rate_limited",
-            retry_after_s=_seconds(retry_after),
+            retry_after_s=parse_delay(retry_after),
         )
     if code and status in _CLIENT_STATUS and not _ours(code):
         return UpstreamRejected(message or f"the upstream rejected the request ({code})")
@@ -114,10 +114,3 @@ def _ours(code: str) -> bool:
         or "AccessDenied" in code  # AccessDenied, AccessDenied.Unpurchased, Model.AccessDenied
         or code.startswith(("InternalError", "ModelServing", "Throttling"))
     )
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None

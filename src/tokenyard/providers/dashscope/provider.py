@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import aiohttp
 
 from tokenyard.config import ProviderConfig
 from tokenyard.errors import UpstreamError, UpstreamTimeout
 from tokenyard.providers.base import Call, ChatResult, EmbeddingResult, Provider
-from tokenyard.providers.dashscope.failure import classify, decode, needs_stream
+from tokenyard.providers.dashscope.failure import classify, decode, error_fields, needs_stream
 from tokenyard.providers.dashscope.request import (
     EMBEDDING_BATCH,
     EMBEDDING_PATH,
@@ -35,7 +35,8 @@ from tokenyard.providers.dashscope.request import (
 )
 from tokenyard.providers.dashscope.response import chat_body, collect, embedding_body
 from tokenyard.providers.dashscope.stream import DashScopeStream
-from tokenyard.wire.json import JSONDecodeError, JSONObject, dumps, loads
+from tokenyard.providers.http import UpstreamHttp, configured_timeouts
+from tokenyard.wire.json import JSONObject, dumps
 from tokenyard.wire.usage import Usage
 
 DEFAULT_BASE_URL = "https://dashscope.aliyuncs.com"
@@ -73,13 +74,16 @@ class DashScopeProvider:
         self.name = name
         base = base_url.rstrip("/")
         self._base = base.removesuffix("/api/v1")
-        self._session = session
         self._timeout_s = timeout_s
-        self._first_byte_s = first_byte_timeout_s
-        self._stream_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=connect_timeout_s, sock_read=idle_timeout_s
+        self._http = UpstreamHttp(
+            name=name,
+            session=session,
+            timeout_s=timeout_s,
+            connect_timeout_s=connect_timeout_s,
+            first_byte_timeout_s=first_byte_timeout_s,
+            idle_timeout_s=idle_timeout_s,
+            map_error=self._failure,
         )
-        self._call_timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s)
         self._headers = {
             "Content-Type": "application/json",
             "Accept": "application/json",
@@ -95,65 +99,44 @@ class DashScopeProvider:
             headers["Authorization"] = f"Bearer {api_key}"
         return headers
 
+    def _failure(
+        self, status: int, body: bytes, headers: Mapping[str, str], secret: str | None
+    ) -> UpstreamError:
+        code, message = decode(body)
+        retry_after = headers.get("Retry-After")
+        return classify(
+            status, code, message, provider=self.name, secret=secret, retry_after=retry_after
+        )
+
+    def _failure_unless_stream_required(
+        self, status: int, body: bytes, headers: Mapping[str, str], secret: str | None
+    ) -> UpstreamError:
+        """For a non-streamed call: raises _StreamRequired when only a stream would do."""
+        if needs_stream(*decode(body)):
+            raise _StreamRequired
+        return self._failure(status, body, headers, secret)
+
     async def _post(
         self, path: str, payload: JSONObject, api_key: str | None, *, stream: bool = False
     ) -> aiohttp.ClientResponse:
         """POST and wait for the response headers; non-200 answers become UpstreamErrors."""
-        try:
-            async with asyncio.timeout(self._first_byte_s):
-                response = await self._session.post(
-                    self._base + path,
-                    data=dumps(payload),
-                    headers=self._headers_for(api_key, stream),
-                    timeout=self._stream_timeout if stream else self._call_timeout,
-                )
-                if response.status != 200:
-                    try:
-                        body = await response.read()
-                    finally:
-                        response.release()
-                    code, message = decode(body)
-                    if not stream and needs_stream(code, message):
-                        raise _StreamRequired
-                    raise classify(
-                        response.status,
-                        code,
-                        message,
-                        provider=self.name,
-                        secret=api_key,
-                        retry_after=response.headers.get("Retry-After"),
-                    )
-                return response
-        except TimeoutError:
-            raise UpstreamTimeout(f"provider {self.name} did not answer in time") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(
-                f"provider {self.name} could not be reached: {type(exc).__name__}",
-                retryable=True,
-            ) from None
+        return await self._http.post(
+            self._base + path,
+            dumps(payload),
+            self._headers_for(api_key, stream),
+            api_key,
+            stream=stream,
+            map_error=None if stream else self._failure_unless_stream_required,
+        )
 
     async def _read_json(self, response: aiohttp.ClientResponse, api_key: str | None) -> JSONObject:
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                raw = await response.read()
-        except TimeoutError:
-            raise UpstreamTimeout(f"provider {self.name} did not finish in time") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(
-                f"provider {self.name} broke off: {type(exc).__name__}", retryable=True
-            ) from None
-        finally:
-            response.release()
-        try:
-            doc = loads(raw)
-        except JSONDecodeError:
-            doc = None
+        doc = await self._http.read_json(response)
         if not isinstance(doc, dict):
             raise UpstreamError(
                 f"provider {self.name} sent a body that is not JSON", retryable=True
             )
         if doc.get("code") and "output" not in doc:  # an error object sent with HTTP 200
-            code, message = decode(raw)
+            code, message = error_fields(doc)
             raise classify(200, code, message, provider=self.name, secret=api_key)
         return doc
 
@@ -215,9 +198,6 @@ def build(name: str, cfg: ProviderConfig, session: aiohttp.ClientSession) -> Pro
         name=name,
         base_url=cfg.base_url or DEFAULT_BASE_URL,
         session=session,
-        timeout_s=cfg.timeout_s,
-        connect_timeout_s=cfg.connect_timeout_s,
-        first_byte_timeout_s=cfg.first_byte_timeout_s or cfg.timeout_s,
-        idle_timeout_s=cfg.idle_timeout_s,
         extra_headers=dict(cfg.headers),
+        **configured_timeouts(cfg),
     )

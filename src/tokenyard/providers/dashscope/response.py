@@ -18,11 +18,10 @@ Wire facts (providers.md §6.4, §14.1, §14.3; SDK ``api_entities/dashscope_res
 
 from __future__ import annotations
 
-import base64
-import struct
 from typing import Any
 
 from tokenyard.errors import UpstreamError
+from tokenyard.wire.embeddings import float32_base64
 from tokenyard.wire.json import JSONObject
 from tokenyard.wire.usage import Usage
 
@@ -206,7 +205,7 @@ def embedding_body(
                 raise UpstreamError("DashScope sent an embedding without a vector", retryable=True)
             index = item.get("text_index")
             index = offset + (index if isinstance(index, int) else position)
-            packed = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+            packed = float32_base64(vector)
             data.append(
                 {
                     "object": "embedding",

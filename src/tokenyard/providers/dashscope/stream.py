@@ -29,7 +29,7 @@ from tokenyard.providers.dashscope.response import (
     usage_of,
     usage_parts,
 )
-from tokenyard.providers.dashscope.toolcalls import ToolCallDeltas
+from tokenyard.providers.toolcalls import ToolCallDeltas
 from tokenyard.wire.json import JSONDecodeError, JSONObject, dumps, loads
 from tokenyard.wire.sse import read_events
 from tokenyard.wire.usage import Usage

@@ -17,10 +17,8 @@ Wire facts (python-genai ``models.py`` ``_EmbedContentParametersPrivate_to_mldev
 
 from __future__ import annotations
 
-import base64
-import struct
-
 from tokenyard.errors import UpstreamError, UpstreamRejected
+from tokenyard.wire.embeddings import float32_base64
 from tokenyard.wire.json import JSONObject
 from tokenyard.wire.tokens import estimate_text_tokens
 from tokenyard.wire.usage import Usage
@@ -83,7 +81,7 @@ def embedding_list(
         vector = _vector(entry, provider)
         value: object = vector
         if as_base64:
-            value = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+            value = float32_base64(vector)
         data.append({"object": "embedding", "index": index, "embedding": value})
     tokens = sum(estimate_text_tokens(text) for text in texts)
     body: JSONObject = {

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 
 from tokenyard.errors import UpstreamError, UpstreamRejected
-from tokenyard.providers.failure import scrub
+from tokenyard.providers.failure import parse_delay, scrub
 from tokenyard.wire.json import JSONDecodeError, JSONObject, loads
 
 _CLIENT_FAULT = frozenset({400, 413, 422})
@@ -50,13 +50,6 @@ def _retry_delay(err: JSONObject) -> float | None:
             if match:
                 return float(match.group(1))
     return None
-
-
-def _header_seconds(value: str | None) -> float | None:
-    try:
-        return None if value is None else max(0.0, float(value))
-    except ValueError:
-        return None
 
 
 def classify(
@@ -91,7 +84,7 @@ def classify(
         f"provider {provider} {stage} {what}",
         retryable=True,
         code="upstream_rate_limited" if limited else "upstream_failed",
-        retry_after_s=_retry_delay(err) or _header_seconds(retry_after),
+        retry_after_s=_retry_delay(err) or parse_delay(retry_after),
     )
 
 

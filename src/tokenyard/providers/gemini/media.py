@@ -12,9 +12,6 @@ Wire facts (providers.md §4.2; python-genai ``types.Part``, ``types.Blob``, ``t
   signed)", not for the Gemini 2.0 family) says it now does. Downloading here would need SSRF
   protection, so such URLs are refused unless the provider is built with
   ``external_image_urls=True``, which forwards them as ``fileData`` for Google to fetch.
-
-The data-URL parsing is generic and will be shared with other families (Anthropic needs the
-same split) once the lead dedupes it.
 """
 
 from __future__ import annotations
@@ -23,24 +20,11 @@ import mimetypes
 from urllib.parse import urlsplit
 
 from tokenyard.errors import UpstreamRejected
+from tokenyard.wire.images import parse_data_url
 from tokenyard.wire.json import JSONObject
 
 _FILE_API_HOST = "generativelanguage.googleapis.com"
 _AUDIO_MIME = {"wav": "audio/wav", "mp3": "audio/mp3"}
-
-
-def split_data_url(url: str) -> tuple[str, str]:
-    """``data:<mime>;base64,<payload>`` → (mime, payload). Only base64 data URLs are accepted."""
-    header, comma, payload = url.partition(",")
-    if not comma or not header.startswith("data:"):
-        raise UpstreamRejected("malformed data URL in the request")
-    fields = header[5:].split(";")
-    mime = fields[0].strip().lower()
-    if "base64" not in (f.strip().lower() for f in fields[1:]):
-        raise UpstreamRejected("data URLs must be base64-encoded (data:<type>;base64,...)")
-    if not mime or "/" not in mime:
-        raise UpstreamRejected("data URL without a media type (data:<type>;base64,...)")
-    return mime, payload.strip()
 
 
 def _google_fetchable(url: str) -> bool:
@@ -60,8 +44,9 @@ def image_part(image_url: object, *, external_urls: bool) -> JSONObject:
     url = image_url.get("url") if isinstance(image_url, dict) else image_url
     if not isinstance(url, str) or not url:
         raise UpstreamRejected("image_url parts need a url")
-    if url.startswith("data:"):
-        mime, data = split_data_url(url)
+    inline = parse_data_url(url)
+    if inline is not None:
+        mime, data = inline
         return {"inlineData": {"mimeType": mime, "data": data}}
     if _google_fetchable(url) or (external_urls and url.startswith("https://")):
         return {"fileData": {"fileUri": url, "mimeType": _guess_mime(url, "image/jpeg")}}
@@ -85,9 +70,10 @@ def audio_part(input_audio: object) -> JSONObject:
 def file_part(file: object) -> JSONObject:
     """An OpenAI ``file`` value: only inline ``file_data`` (a base64 data URL) can be sent."""
     data = file.get("file_data") if isinstance(file, dict) else None
-    if not isinstance(data, str) or not data.startswith("data:"):
+    inline = parse_data_url(data) if isinstance(data, str) else None
+    if inline is None:
         raise UpstreamRejected(
             "file parts must carry file_data as a base64 data URL for this upstream"
         )
-    mime, payload = split_data_url(data)
+    mime, payload = inline
     return {"inlineData": {"mimeType": mime, "data": payload}}

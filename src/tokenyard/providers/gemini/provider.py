@@ -15,23 +15,23 @@ Wire facts (python-genai ``_api_client.py`` and ``models.py``; providers.md §4.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from urllib.parse import quote
 
 import aiohttp
 
 from tokenyard.config import ProviderConfig
-from tokenyard.errors import UpstreamError, UpstreamTimeout
+from tokenyard.errors import UpstreamError
 from tokenyard.providers.base import Call, ChatResult, EmbeddingResult, Provider
 from tokenyard.providers.gemini.embedding import embed_request, embedding_list, model_path
 from tokenyard.providers.gemini.failure import error_object, from_response, in_body
 from tokenyard.providers.gemini.request import chat_request
 from tokenyard.providers.gemini.response import chat_completion
 from tokenyard.providers.gemini.stream import GeminiStream
-from tokenyard.wire.json import JSONDecodeError, JSONObject, dumps, loads
+from tokenyard.providers.http import UpstreamHttp, configured_timeouts
+from tokenyard.wire.json import JSONObject, dumps
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 API_VERSIONS = ("/v1beta", "/v1", "/v1alpha")
@@ -56,13 +56,15 @@ class GeminiProvider:
         self.name = name
         base = base_url.rstrip("/")
         self._base = base if base.endswith(API_VERSIONS) else base + "/v1beta"
-        self._session = session
-        self._timeout_s = timeout_s
-        self._first_byte_s = first_byte_timeout_s
-        self._stream_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=connect_timeout_s, sock_read=idle_timeout_s
+        self._http = UpstreamHttp(
+            name=name,
+            session=session,
+            timeout_s=timeout_s,
+            connect_timeout_s=connect_timeout_s,
+            first_byte_timeout_s=first_byte_timeout_s,
+            idle_timeout_s=idle_timeout_s,
+            map_error=self._failure,
         )
-        self._call_timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s)
         self._headers = {**_JSON, **(extra_headers or {})}
         self._external_urls = external_image_urls
         self._clock = clock
@@ -82,57 +84,25 @@ class GeminiProvider:
             return self._headers
         return {**self._headers, "x-goog-api-key": api_key}
 
+    def _failure(
+        self, status: int, body: bytes, headers: Mapping[str, str], secret: str | None
+    ) -> UpstreamError:
+        return from_response(
+            status,
+            body,
+            provider=self.name,
+            secret=secret,
+            retry_after=headers.get("Retry-After"),
+        )
+
     async def _post(
         self, url: str, payload: bytes, api_key: str | None, *, stream: bool = False
     ) -> aiohttp.ClientResponse:
         """POST and wait for the response headers; non-200 answers become UpstreamErrors."""
-        try:
-            async with asyncio.timeout(self._first_byte_s):
-                response = await self._session.post(
-                    url,
-                    data=payload,
-                    headers=self._auth(api_key),
-                    timeout=self._stream_timeout if stream else self._call_timeout,
-                )
-                if response.status != 200:
-                    try:
-                        body = await response.read()
-                    finally:
-                        response.release()
-                    raise from_response(
-                        response.status,
-                        body,
-                        provider=self.name,
-                        secret=api_key,
-                        retry_after=response.headers.get("Retry-After"),
-                    )
-                return response
-        except TimeoutError:
-            raise UpstreamTimeout(f"provider {self.name} did not answer in time") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(
-                f"provider {self.name} could not be reached: {type(exc).__name__}",
-                retryable=True,
-            ) from None
+        return await self._http.post(url, payload, self._auth(api_key), api_key, stream=stream)
 
     async def _read_json(self, response: aiohttp.ClientResponse, secret: str | None) -> JSONObject:
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                raw = await response.read()
-        except TimeoutError:
-            raise UpstreamTimeout(f"provider {self.name} did not finish in time") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(
-                f"provider {self.name} broke off: {type(exc).__name__}", retryable=True
-            ) from None
-        finally:
-            response.release()
-        try:
-            doc = loads(raw)
-        except JSONDecodeError:
-            raise UpstreamError(
-                f"provider {self.name} sent a body that is not JSON", retryable=True
-            ) from None
+        doc = await self._http.read_json(response)
         err = error_object(doc)
         if err is not None:  # an error inside a 200 answer
             raise in_body(err, provider=self.name, secret=secret)
@@ -194,9 +164,6 @@ def build(name: str, cfg: ProviderConfig, session: aiohttp.ClientSession) -> Pro
         name=name,
         base_url=cfg.base_url or DEFAULT_BASE_URL,
         session=session,
-        timeout_s=cfg.timeout_s,
-        connect_timeout_s=cfg.connect_timeout_s,
-        first_byte_timeout_s=cfg.first_byte_timeout_s or cfg.timeout_s,
-        idle_timeout_s=cfg.idle_timeout_s,
         extra_headers=dict(cfg.headers),
+        **configured_timeouts(cfg),
     )

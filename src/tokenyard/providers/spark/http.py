@@ -21,13 +21,14 @@ finish reason) rather than relayed, because Spark's chunks lack most of those fi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import aiohttp
 
 from tokenyard.errors import UpstreamError, UpstreamTimeout
 from tokenyard.providers.base import Call, ChatResult
 from tokenyard.providers.failure import from_status, scrub
+from tokenyard.providers.http import UpstreamHttp
 from tokenyard.providers.spark.codes import OUTPUT_FILTERED, code_of, error_for
 from tokenyard.providers.spark.models import find_model
 from tokenyard.providers.spark.request import http_body
@@ -51,20 +52,6 @@ from tokenyard.wire.usage import Usage
 def _sid(doc: JSONObject) -> str | None:
     sid = doc.get("sid") or doc.get("id")
     return sid if isinstance(sid, str) and sid else None
-
-
-def _failure(
-    status: int, body: bytes, *, provider: str, secret: str | None, retry_after: str | None
-) -> UpstreamError:
-    try:
-        doc = loads(body)
-    except JSONDecodeError:
-        doc = None
-    code = code_of(as_object(doc).get("code"))
-    if code:
-        message = str(as_object(doc).get("message") or "")
-        return error_for(code, message, provider=provider, secrets=(secret,) if secret else ())
-    return from_status(status, body, provider=provider, secret=secret, retry_after=retry_after)
 
 
 def _checked(doc: object, provider: str, secret: str | None) -> JSONObject:
@@ -99,13 +86,16 @@ class SparkHTTP:
     ):
         self.name = name
         self._url = base_url.rstrip("/") + "/chat/completions"
-        self._session = session
-        self._timeout_s = timeout_s
         self._first_byte_s = first_byte_timeout_s
-        self._stream_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=connect_timeout_s, sock_read=idle_timeout_s
+        self._http = UpstreamHttp(
+            name=name,
+            session=session,
+            timeout_s=timeout_s,
+            connect_timeout_s=connect_timeout_s,
+            first_byte_timeout_s=first_byte_timeout_s,
+            idle_timeout_s=idle_timeout_s,
+            map_error=self._failure,
         )
-        self._call_timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s)
         self._headers = {"Content-Type": "application/json", **(extra_headers or {})}
         self._clock = clock
 
@@ -113,62 +103,33 @@ class SparkHTTP:
         model = find_model(call.upstream_model)
         return http_body(call.body, call.upstream_model, model, stream=stream)
 
+    def _failure(
+        self, status: int, body: bytes, headers: Mapping[str, str], secret: str | None
+    ) -> UpstreamError:
+        """A non-200 answer: by its Spark ``code`` when it has one, else by HTTP status."""
+        try:
+            doc = loads(body)
+        except JSONDecodeError:
+            doc = None
+        code = code_of(as_object(doc).get("code"))
+        if code:
+            message = str(as_object(doc).get("message") or "")
+            return error_for(code, message, provider=self.name, secrets=(secret,) if secret else ())
+        retry_after = headers.get("Retry-After")
+        return from_status(status, body, provider=self.name, secret=secret, retry_after=retry_after)
+
     async def _post(
         self, payload: JSONObject, api_key: str | None, *, stream: bool
     ) -> aiohttp.ClientResponse:
         headers = dict(self._headers)
         if api_key is not None:
             headers["Authorization"] = f"Bearer {api_key}"
-        try:
-            async with asyncio.timeout(self._first_byte_s):
-                response = await self._session.post(
-                    self._url,
-                    data=dumps(payload),
-                    headers=headers,
-                    timeout=self._stream_timeout if stream else self._call_timeout,
-                )
-                if response.status != 200:
-                    try:
-                        body = await response.read()
-                    finally:
-                        response.release()
-                    raise _failure(
-                        response.status,
-                        body,
-                        provider=self.name,
-                        secret=api_key,
-                        retry_after=response.headers.get("Retry-After"),
-                    )
-                return response
-        except TimeoutError:
-            raise UpstreamTimeout(f"provider {self.name} did not answer in time") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(
-                f"provider {self.name} could not be reached: {type(exc).__name__}", retryable=True
-            ) from None
+        return await self._http.post(self._url, dumps(payload), headers, api_key, stream=stream)
 
     async def chat(self, call: Call) -> ChatResult:
         payload = self._encode(call, stream=False)
         response = await self._post(payload, call.api_key, stream=False)
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                raw = await response.read()
-        except TimeoutError:
-            raise UpstreamTimeout(f"provider {self.name} did not finish in time") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(
-                f"provider {self.name} broke off: {type(exc).__name__}", retryable=True
-            ) from None
-        finally:
-            response.release()
-        try:
-            doc = _checked(
-                loads(raw), self.name, call.api_key
-            )  # loads skips blank keep-alive lines
-        except JSONDecodeError:
-            raise UpstreamError(
-                f"provider {self.name} sent a body that is not JSON", retryable=True
-            ) from None
+        doc = _checked(await self._http.read_json(response), self.name, call.api_key)
         if code_of(doc.get("code")) == OUTPUT_FILTERED:
             raise error_for(
                 OUTPUT_FILTERED, str(doc.get("message") or ""), provider=self.name, secrets=()

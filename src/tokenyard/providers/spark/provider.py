@@ -21,6 +21,7 @@ import aiohttp
 from tokenyard.config import ProviderConfig
 from tokenyard.errors import UpstreamRejected
 from tokenyard.providers.base import Call, ChatResult, ChatStream, EmbeddingResult
+from tokenyard.providers.http import Timeouts, configured_timeouts
 from tokenyard.providers.spark.http import SparkHTTP
 from tokenyard.providers.spark.signing import ws_credentials
 from tokenyard.providers.spark.ws import SparkWebSocket
@@ -45,12 +46,12 @@ class SparkProvider:
         clock: Callable[[], float] = time.time,
     ):
         self.name = name
-        timeouts = {
-            "timeout_s": timeout_s,
-            "connect_timeout_s": connect_timeout_s,
-            "first_byte_timeout_s": first_byte_timeout_s,
-            "idle_timeout_s": idle_timeout_s,
-        }
+        timeouts = Timeouts(
+            timeout_s=timeout_s,
+            connect_timeout_s=connect_timeout_s,
+            first_byte_timeout_s=first_byte_timeout_s,
+            idle_timeout_s=idle_timeout_s,
+        )
         self._http = SparkHTTP(
             name=name,
             base_url=base_url,
@@ -97,9 +98,6 @@ def build(name: str, cfg: ProviderConfig, session: aiohttp.ClientSession) -> Spa
         base_url=base if base is not None and not websocket else DEFAULT_HTTP_BASE,
         ws_base_url=base if base is not None and websocket else DEFAULT_WS_BASE,
         session=session,
-        timeout_s=cfg.timeout_s,
-        connect_timeout_s=cfg.connect_timeout_s,
-        first_byte_timeout_s=cfg.first_byte_timeout_s or cfg.timeout_s,
-        idle_timeout_s=cfg.idle_timeout_s,
         extra_headers=cfg.headers,
+        **configured_timeouts(cfg),
     )

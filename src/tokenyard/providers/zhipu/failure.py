@@ -26,7 +26,7 @@ Decisions (whether another upstream could succeed):
 from __future__ import annotations
 
 from tokenyard.errors import UpstreamError, UpstreamRejected
-from tokenyard.providers.failure import from_status, scrub
+from tokenyard.providers.failure import from_status, parse_delay, scrub
 from tokenyard.wire.json import JSONDecodeError, loads
 
 _OUR_ACCOUNT = frozenset(
@@ -57,13 +57,6 @@ def _clean(message: str, secrets: tuple[str, ...]) -> str:
     return message[:500]
 
 
-def _seconds(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
-
-
 def classify(
     status: int,
     code: str,
@@ -91,7 +84,7 @@ def classify(
             retryable=True,
             status=429,
             code="upstream_rate_limited",
-            retry_after_s=_seconds(retry_after),
+            retry_after_s=parse_delay(retry_after),
         )
     if code in _OUR_ACCOUNT or code in _TRANSIENT:
         return UpstreamError(

@@ -8,21 +8,21 @@ or ``https://api.z.ai/api/paas/v4`` (Z.AI). Auth: ``Authorization: Bearer <jwt |
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import aiohttp
 
 from tokenyard.config import ProviderConfig
-from tokenyard.errors import UpstreamError, UpstreamTimeout
+from tokenyard.errors import UpstreamError
 from tokenyard.providers.base import Call, ChatResult, EmbeddingResult, Provider
+from tokenyard.providers.http import UpstreamHttp, configured_timeouts
 from tokenyard.providers.zhipu.auth import Tokens
 from tokenyard.providers.zhipu.failure import from_response
 from tokenyard.providers.zhipu.request import EMBEDDING_BATCH, embedding_batches, encode_chat
 from tokenyard.providers.zhipu.response import chat_body, embedding_body
 from tokenyard.providers.zhipu.stream import ZhipuStream
-from tokenyard.wire.json import JSONDecodeError, JSONObject, dumps, loads
+from tokenyard.wire.json import JSONObject, dumps
 
 DEFAULT_BASE_URL = "https://open.bigmodel.cn/api/paas/v4"
 
@@ -51,13 +51,15 @@ class ZhipuProvider:
     ):
         self.name = name
         self._base = base_url.rstrip("/")
-        self._session = session
-        self._timeout_s = timeout_s
-        self._first_byte_s = first_byte_timeout_s
-        self._stream_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=connect_timeout_s, sock_read=idle_timeout_s
+        self._http = UpstreamHttp(
+            name=name,
+            session=session,
+            timeout_s=timeout_s,
+            connect_timeout_s=connect_timeout_s,
+            first_byte_timeout_s=first_byte_timeout_s,
+            idle_timeout_s=idle_timeout_s,
+            map_error=self._failure,
         )
-        self._call_timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s)
         self._headers = {"Content-Type": "application/json", **(extra_headers or {})}
         self._clock = clock
         self._tokens = Tokens(jwt=jwt, clock=clock)
@@ -68,62 +70,35 @@ class ZhipuProvider:
             return self._headers
         return {**self._headers, "Authorization": f"Bearer {self._tokens.bearer(api_key)}"}
 
+    def _failure(
+        self, status: int, body: bytes, headers: Mapping[str, str], secret: str | None
+    ) -> UpstreamError:
+        return from_response(
+            status,
+            body,
+            provider=self.name,
+            secrets=self._tokens.secrets(secret),
+            retry_after=headers.get("Retry-After"),
+        )
+
     async def _post(
         self, path: str, payload: JSONObject, api_key: str | None, *, stream: bool = False
     ) -> aiohttp.ClientResponse:
         """POST and wait for the response headers; non-200 answers become UpstreamErrors."""
         headers = self._auth(api_key)
-        try:
-            async with asyncio.timeout(self._first_byte_s):
-                response = await self._session.post(
-                    self._base + path,
-                    data=dumps(payload),
-                    headers=headers,
-                    timeout=self._stream_timeout if stream else self._call_timeout,
-                )
-                if response.status != 200:
-                    try:
-                        body = await response.read()
-                    finally:
-                        response.release()
-                    raise from_response(
-                        response.status,
-                        body,
-                        provider=self.name,
-                        secrets=self._tokens.secrets(api_key),
-                        retry_after=response.headers.get("Retry-After"),
-                    )
-                return response
-        except TimeoutError:
-            raise UpstreamTimeout(f"provider {self.name} did not answer in time") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(
-                f"provider {self.name} could not be reached: {type(exc).__name__}",
-                retryable=True,
-            ) from None
+        return await self._http.post(
+            self._base + path, dumps(payload), headers, api_key, stream=stream
+        )
 
     async def _read_json(self, response: aiohttp.ClientResponse, api_key: str | None) -> JSONObject:
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                raw = await response.read()
-        except TimeoutError:
-            raise UpstreamTimeout(f"provider {self.name} did not finish in time") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(
-                f"provider {self.name} broke off: {type(exc).__name__}", retryable=True
-            ) from None
-        finally:
-            response.release()
-        try:
-            doc = loads(raw)
-        except JSONDecodeError:
-            doc = None
+        doc = await self._http.read_json(response)
         if not isinstance(doc, dict):
             raise UpstreamError(
                 f"provider {self.name} sent a body that is not JSON", retryable=True
             )
-        if "error" in doc:
-            raise from_response(200, raw, provider=self.name, secrets=self._tokens.secrets(api_key))
+        if "error" in doc:  # an error object sent with HTTP 200
+            secrets = self._tokens.secrets(api_key)
+            raise from_response(200, dumps(doc), provider=self.name, secrets=secrets)
         return doc
 
     async def chat(self, call: Call) -> ChatResult:
@@ -163,9 +138,6 @@ def build(name: str, cfg: ProviderConfig, session: aiohttp.ClientSession) -> Pro
         name=name,
         base_url=cfg.base_url or DEFAULT_BASE_URL,
         session=session,
-        timeout_s=cfg.timeout_s,
-        connect_timeout_s=cfg.connect_timeout_s,
-        first_byte_timeout_s=cfg.first_byte_timeout_s or cfg.timeout_s,
-        idle_timeout_s=cfg.idle_timeout_s,
         extra_headers=dict(cfg.headers),
+        **configured_timeouts(cfg),
     )

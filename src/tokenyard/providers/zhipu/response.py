@@ -17,12 +17,11 @@ Wire facts (providers.md §7.4, §14.1, §14.3; SDK ``types/chat/chat_completion
 
 from __future__ import annotations
 
-import base64
-import struct
 from typing import Any
 
 from tokenyard.errors import UpstreamError
-from tokenyard.providers.zhipu.toolcalls import ToolCallDeltas
+from tokenyard.providers.toolcalls import ToolCallDeltas
+from tokenyard.wire.embeddings import float32_base64
 from tokenyard.wire.json import JSONObject
 from tokenyard.wire.usage import Usage, usage_from_openai
 
@@ -103,10 +102,6 @@ def chat_body(doc: JSONObject, model: str, now: int, provider: str) -> tuple[JSO
     return body, usage
 
 
-def _base64(vector: list[float]) -> str:
-    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
-
-
 def embedding_body(
     pages: list[JSONObject], model: str, *, as_base64: bool
 ) -> tuple[JSONObject, Usage]:
@@ -122,7 +117,7 @@ def embedding_body(
                 raise UpstreamError("Zhipu sent an embedding without a vector", retryable=True)
             index = item.get("index")
             index = index if isinstance(index, int) else position
-            embedding: Any = _base64(vector) if as_base64 else vector
+            embedding: Any = float32_base64(vector) if as_base64 else vector
             data.append({"object": "embedding", "index": offset + index, "embedding": embedding})
         usage = page.get("usage")
         if isinstance(usage, dict):

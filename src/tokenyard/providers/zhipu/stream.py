@@ -20,9 +20,9 @@ from typing import Any
 import aiohttp
 
 from tokenyard.errors import UpstreamError, UpstreamTimeout
+from tokenyard.providers.toolcalls import ToolCallDeltas
 from tokenyard.providers.zhipu.failure import classify, error_fields
 from tokenyard.providers.zhipu.response import finish_reason, usage_of
-from tokenyard.providers.zhipu.toolcalls import ToolCallDeltas
 from tokenyard.wire.json import JSONDecodeError, JSONObject, dumps, loads
 from tokenyard.wire.sse import DONE, read_events
 from tokenyard.wire.usage import Usage

@@ -1,5 +1,4 @@
-"""Tool-call deltas with stable canonical indexes (shared by the zhipu and dashscope
-packages; the same file lives in both because adapters import no other family).
+"""Tool-call deltas with stable canonical indexes (used by the zhipu and dashscope families).
 
 Vendors stream tool calls in different cuts: GLM sends each call whole in one delta
 (sometimes every call under index 0, each with its own id); DashScope sends the id, type and
