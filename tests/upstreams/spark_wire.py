@@ -78,6 +78,7 @@ class _Fault:
     omit_usage: bool = False
     http_status: int | None = None
     http_body: dict[str, Any] | None = None
+    http_headers: dict[str, str] | None = None
     slow: bool = False  # WebSocket: wait between frames, noticing a client's close
 
 
@@ -216,8 +217,10 @@ class SparkStandIn:
     def omit_usage_next(self) -> None:
         self._push(_Fault(omit_usage=True))
 
-    def http_fail_next(self, status: int, body: dict[str, Any]) -> None:
-        self._push(_Fault(http_status=status, http_body=body))
+    def http_fail_next(
+        self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
+        self._push(_Fault(http_status=status, http_body=body, http_headers=headers))
 
     def reset(self) -> None:
         with self._lock:
@@ -352,7 +355,9 @@ class SparkStandIn:
         if fault.stall_s:
             await asyncio.sleep(fault.stall_s)
         if fault.http_status is not None:
-            return web.json_response(fault.http_body, status=fault.http_status)
+            return web.json_response(
+                fault.http_body, status=fault.http_status, headers=fault.http_headers
+            )
         sid = self._sid("cha")
         if fault.code is not None and fault.after == 0 and not body.get("stream"):
             return web.json_response(
