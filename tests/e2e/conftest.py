@@ -24,6 +24,9 @@ FLAVORS = {
 }
 
 
+REGIONS = {"openai-a": "us", "flaky": "eu"}
+
+
 @dataclass
 class Upstreams:
     by_name: dict[str, StandInUpstream]
@@ -58,6 +61,7 @@ def gateway_config(database_url: str, urls: dict[str, str], redis: str | None = 
     api: openai
     vendor: {flavor.value if flavor is not Flavor.OPENAI else "openai"}
     base_url: {urls[name]}
+    region: {REGIONS.get(name, "cn")}
     timeout_s: 5
     first_byte_timeout_s: 2
     idle_timeout_s: 2
@@ -131,6 +135,20 @@ models:
     capabilities: [json_mode]
     deployments:
       - {{provider: openai-a, model: gpt-4o-mini, price: {{input: 1}}}}
+  small-window:
+    context_window: 60
+    deployments:
+      - {{provider: openai-a, model: gpt-4o-mini, price: {{input: 1}}}}
+    fallbacks: [large-window]
+  large-window:
+    context_window: 100000
+    deployments:
+      - {{provider: flaky, model: gpt-4o-mini, price: {{input: 1}}}}
+  cheapest-first:
+    policy: cheapest
+    deployments:
+      - {{provider: flaky, model: gpt-4o-mini, price: {{input: 5, output: 5}}}}
+      - {{provider: openai-a, model: gpt-4o-mini, price: {{input: 1, output: 1}}}}
   embed-small:
     kind: embedding
     deployments:

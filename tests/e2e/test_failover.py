@@ -78,3 +78,94 @@ def test_a_timeout_before_the_first_byte_fails_over(
     )
     assert "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
     assert raw.headers["x-tokenyard-provider"] == "openai-a"
+
+
+def test_a_prompt_too_long_for_a_model_skips_to_a_larger_fallback(
+    gateway: RunningGateway, key: str
+) -> None:
+    long = [{"role": "user", "content": "word " * 300}]
+    raw = gateway.client(key).chat.completions.with_raw_response.create(
+        model="small-window", messages=long
+    )  # type: ignore[arg-type]
+    assert raw.headers["x-tokenyard-model"] == "large-window"
+    assert raw.headers["x-tokenyard-attempts"] == "1"  # the small one was not even tried
+
+
+def test_an_upstream_context_overflow_moves_to_a_larger_model(
+    gateway: RunningGateway, key: str, upstreams: Upstreams
+) -> None:
+    upstreams["openai-a"].fail_next(
+        400,
+        {
+            "error": {
+                "message": "This model's maximum context length is 60 tokens.",
+                "type": "invalid_request_error",
+                "param": "messages",
+                "code": "context_length_exceeded",
+            }
+        },
+    )
+    raw = gateway.client(key).chat.completions.with_raw_response.create(
+        model="small-window", messages=USER
+    )
+    assert raw.headers["x-tokenyard-model"] == "large-window"
+    assert raw.headers["x-tokenyard-attempts"] == "2"
+
+
+def test_the_cheapest_policy_tries_the_cheapest_deployment_first(
+    gateway: RunningGateway, key: str
+) -> None:
+    raw = gateway.client(key).chat.completions.with_raw_response.create(
+        model="cheapest-first", messages=USER
+    )
+    assert raw.headers["x-tokenyard-provider"] == "openai-a"
+
+
+def test_the_requests_own_models_list_is_tried_after_the_model(
+    gateway: RunningGateway, key: str, upstreams: Upstreams
+) -> None:
+    upstreams["flaky"].fail_next(500)
+    raw = gateway.client(key).chat.completions.with_raw_response.create(
+        model="only-flaky", messages=USER, extra_body={"models": ["deepseek-chat"]}
+    )
+    assert raw.headers["x-tokenyard-model"] == "deepseek-chat"
+    assert raw.headers["x-tokenyard-attempts"] == "2"
+    body = {"model": "only-flaky", "messages": USER}
+    assert (
+        gateway.post("/v1/chat/completions", key, json={**body, "models": ["nope"]}).status_code
+        == 404
+    )
+    assert (
+        gateway.post("/v1/chat/completions", key, json={**body, "models": "gpt-mini"}).status_code
+        == 400
+    )
+    scoped = gateway.new_key(models=["only-flaky"])
+    assert (
+        gateway.post(
+            "/v1/chat/completions", scoped, json={**body, "models": ["gpt-mini"]}
+        ).status_code
+        == 403
+    )
+
+
+def test_regions_narrow_the_plan(gateway: RunningGateway, key: str, upstreams: Upstreams) -> None:
+    upstreams.reset()
+    raw = gateway.client(key).chat.completions.with_raw_response.create(
+        model="with-fallback", messages=USER, extra_body={"routing": {"regions": ["us"]}}
+    )
+    assert raw.headers["x-tokenyard-model"] == "gpt-mini"  # flaky is in eu: skipped
+    assert raw.headers["x-tokenyard-attempts"] == "1"
+    assert upstreams["flaky"].requests == []
+    response = gateway.post(
+        "/v1/chat/completions",
+        key,
+        json={"model": "with-fallback", "messages": USER, "routing": {"regions": ["asia"]}},
+    )
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "no_upstream_available"
+    bad = gateway.post(
+        "/v1/chat/completions",
+        key,
+        json={"model": "with-fallback", "messages": USER, "routing": {"regions": "us"}},
+    )
+    assert bad.status_code == 400

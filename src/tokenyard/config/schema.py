@@ -62,6 +62,7 @@ class DeploymentConfig(Strict):
     model: str = Field(min_length=1)
     price: PriceConfig
     region: str | None = None  # default: the provider's region
+    weight: int = Field(default=1, ge=1)  # for the model's `weighted` policy
 
 
 class ModelConfig(Strict):
@@ -73,6 +74,8 @@ class ModelConfig(Strict):
     tier: Tier = "standard"
     description: str | None = None
     deployments: list[DeploymentConfig] = Field(min_length=1)
+    policy: Literal["ordered", "weighted", "cheapest"] = "ordered"
+    """In which order the deployments are tried (the fallbacks follow)."""
     fallbacks: list[str] = Field(default_factory=list)
 
 

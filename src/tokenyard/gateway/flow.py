@@ -5,17 +5,20 @@ upstream could fix), charge the real cost, release the rest."""
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Generic, TypeVar
 
 from tokenyard.billing.wallet import Payer, Wallet
 from tokenyard.errors import (
+    ContextLengthExceeded,
     InvalidRequest,
     ModelNotFound,
     NoUpstreamAvailable,
     RateLimited,
+    TokenyardError,
     UpstreamError,
     UpstreamTimeout,
 )
@@ -31,7 +34,7 @@ from tokenyard.identity.service import Principal
 from tokenyard.pool.keys import KeyPool
 from tokenyard.providers.base import Call, ChatResult, EmbeddingResult, Provider
 from tokenyard.routing.catalog import Catalog, PublicModel
-from tokenyard.routing.plan import Attempt, plan
+from tokenyard.routing.plan import Attempt, Wishes, plan
 from tokenyard.store.holds import HeldReservation
 from tokenyard.store.limits import KeyLimiter
 from tokenyard.wire.json import JSONObject, dumps
@@ -40,6 +43,14 @@ from tokenyard.wire.usage import Usage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+def _larger(model: PublicModel, than: PublicModel) -> bool:
+    """Whether ``model`` is another model whose window is larger (or not declared)."""
+    if model.name == than.name:
+        return False
+    window, other = model.config.context_window, than.config.context_window
+    return window is None or other is None or window > other
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +81,7 @@ class Gateway:
         limiter: KeyLimiter,
         markup: Decimal,
         default_max_output: int,
+        rng: random.Random | None = None,
     ):
         self.catalog = catalog
         self._providers = providers
@@ -78,6 +90,7 @@ class Gateway:
         self._limiter = limiter
         self._markup = markup
         self._default_max_output = default_max_output
+        self._rng = rng or random.Random()  # noqa: S311 — load spreading, not security
 
     def resolve(self, principal: Principal, name: str, kind: str) -> PublicModel:
         model = self.catalog.get(name)
@@ -107,12 +120,16 @@ class Gateway:
         *,
         prompt: int,
         output: int,
+        wishes: Wishes | None = None,
     ) -> Run[T]:
         """Admit (rate limits), hold the worst case over every attempt of the plan, then
         find the first attempt that succeeds; the hold is released if none does."""
         await self._admit(principal, prompt)
         payer = self.payer(principal)
-        attempts = plan(self.catalog, model)
+        wishes = wishes or Wishes(prompt_tokens=prompt, output_tokens=output)
+        attempts = plan(self.catalog, model, wishes, self._rng)
+        if not attempts:
+            raise self._nothing_fits(model, wishes)
         prices = {a.deployment.price for a in attempts}
         amount = self._wallet.worst_case(prices, prompt, output, payer.markup)
         held = await self._wallet.hold(request_id, payer, amount)
@@ -133,7 +150,11 @@ class Gateway:
         upstream calls made."""
         calls = 0
         last: UpstreamError | None = None
+        overflowed: PublicModel | None = None  # a model whose window the prompt overflowed
+        overflow: UpstreamError | None = None
         for attempt in attempts:
+            if overflowed is not None and not _larger(attempt.model, overflowed):
+                continue
             key = self._pools[attempt.deployment.provider].choose()
             upstream_call = Call(
                 body=body,
@@ -157,11 +178,17 @@ class Gateway:
                         }
                     },
                 )
+                if exc.code == "context_length_exceeded":
+                    # Only a larger model further down the chain could take this prompt.
+                    overflowed, overflow = attempt.model, exc
+                    continue
                 if not exc.retryable:
                     raise
                 last = exc
                 continue
             return attempt, result, calls
+        if overflow is not None and last is None:
+            raise overflow
         name = attempts[0].model.name if attempts else "?"
         if last is None:
             raise NoUpstreamAvailable(f"no deployment of {name!r} can serve this request")
@@ -195,7 +222,29 @@ class Gateway:
         request = parse_chat(body)
         model = self.resolve(principal, request.model, "chat")
         check_fit(request, model)
-        return request, model
+        fallbacks = tuple(self.resolve(principal, name, "chat") for name in request.fallback_models)
+        return replace(request, fallback_models_resolved=fallbacks), model
+
+    def _wishes(self, request: ChatRequest, model: PublicModel) -> Wishes:
+        return Wishes(
+            models=request.fallback_models_resolved,
+            regions=request.regions,
+            prompt_tokens=request.prompt_estimate,
+            output_tokens=self._max_output(request, model),
+        )
+
+    @staticmethod
+    def _nothing_fits(model: PublicModel, wishes: Wishes) -> TokenyardError:
+        window = model.config.context_window
+        if window is not None and wishes.prompt_tokens > window:
+            return ContextLengthExceeded(
+                f"the prompt (about {wishes.prompt_tokens} tokens) exceeds the context window "
+                f"of {model.name!r} ({window} tokens) and of every fallback",
+                param="messages",
+            )
+        return NoUpstreamAvailable(
+            f"no deployment of {model.name!r} or its fallbacks is in the allowed regions"
+        )
 
     def _max_output(self, request: ChatRequest, model: PublicModel) -> int:
         limit = request.max_output or model.config.max_output_tokens or self._default_max_output
@@ -215,6 +264,7 @@ class Gateway:
             call,
             prompt=request.prompt_estimate,
             output=self._max_output(request, model),
+            wishes=self._wishes(request, model),
         )
         result = run.result
         cost = await self._settle(run.held, run.payer, run.attempt, result.usage)
@@ -239,6 +289,7 @@ class Gateway:
             call,
             prompt=request.prompt_estimate,
             output=self._max_output(request, model),
+            wishes=self._wishes(request, model),
         )
 
         async def settle(usage: Usage) -> int:
@@ -258,7 +309,7 @@ class Gateway:
         """Every attempt of the plan is an upstream that speaks the Messages API itself."""
         return all(
             isinstance(self._providers[a.deployment.provider], SpeaksMessages)
-            for a in plan(self.catalog, model)
+            for a in plan(self.catalog, model, Wishes(), self._rng)
         )
 
     async def messages_passthrough(
@@ -290,6 +341,7 @@ class Gateway:
             call,
             prompt=request.prompt_estimate,
             output=self._max_output(request, model),
+            wishes=self._wishes(request, model),
         )
         served = Served(run.attempt.model.name, run.attempt.deployment.provider, run.calls)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tokenyard.errors import ContextLengthExceeded, InvalidRequest
+from tokenyard.errors import InvalidRequest
 from tokenyard.routing.catalog import PublicModel
 from tokenyard.wire.json import JSONObject
 from tokenyard.wire.tokens import estimate_prompt_tokens
@@ -28,6 +28,10 @@ class ChatRequest:
     prompt_estimate: int
     max_output: int | None
     choices: int
+    fallback_models: tuple[str, ...] = ()
+    """The request's own ordered fallback list (OpenRouter's ``models``)."""
+    regions: frozenset[str] | None = None
+    fallback_models_resolved: tuple[PublicModel, ...] = ()
 
 
 def _require_int(body: JSONObject, name: str, low: int, high: int | None = None) -> int | None:
@@ -73,6 +77,7 @@ def parse_chat(body: JSONObject) -> ChatRequest:
     choices = _require_int(body, "n", 1, MAX_N) or 1
     limit = _require_int(body, "max_completion_tokens", 1)
     limit = _require_int(body, "max_tokens", 1) if limit is None else limit
+    fallback_models, regions = _routing(body)
     canonical = {k: v for k, v in body.items() if k not in ROUTING_FIELDS}
     return ChatRequest(
         model=model,
@@ -82,7 +87,28 @@ def parse_chat(body: JSONObject) -> ChatRequest:
         prompt_estimate=estimate_prompt_tokens(messages),
         max_output=limit,
         choices=choices,
+        fallback_models=fallback_models,
+        regions=regions,
     )
+
+
+def _routing(body: JSONObject) -> tuple[tuple[str, ...], frozenset[str] | None]:
+    models = body.get("models")
+    if models is not None and (
+        not isinstance(models, list) or not all(isinstance(m, str) and m for m in models)
+    ):
+        raise InvalidRequest("models must be an array of model names", param="models")
+    routing = body.get("routing")
+    if routing is None:
+        return tuple(models or ()), None
+    if not isinstance(routing, dict):
+        raise InvalidRequest("routing must be an object", param="routing")
+    regions = routing.get("regions")
+    if regions is not None and (
+        not isinstance(regions, list) or not all(isinstance(r, str) for r in regions)
+    ):
+        raise InvalidRequest("routing.regions must be an array of strings", param="routing.regions")
+    return tuple(models or ()), frozenset(regions) if regions is not None else None
 
 
 def _has_images(body: JSONObject) -> bool:
@@ -111,10 +137,4 @@ def check_fit(request: ChatRequest, model: PublicModel) -> None:
         )
     if model.lacks("vision") and _has_images(body):
         raise InvalidRequest(f"the model {model.name!r} does not accept images", param="messages")
-    window = model.config.context_window
-    if window is not None and request.prompt_estimate > window:
-        raise ContextLengthExceeded(
-            f"the prompt (about {request.prompt_estimate} tokens) exceeds the context window "
-            f"of {model.name!r} ({window} tokens)",
-            param="messages",
-        )
+    # The context window is checked per model of the plan: a larger fallback may fit.

@@ -14,6 +14,7 @@ class Deployment:
     upstream_model: str
     price: Price
     region: str | None
+    weight: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,7 @@ class Catalog:
                     upstream_model=d.model,
                     price=Price.from_config(d.price, config.billing),
                     region=d.region or config.providers[d.provider].region,
+                    weight=d.weight,
                 )
                 for d in model.deployments
             )
