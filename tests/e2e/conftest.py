@@ -55,7 +55,12 @@ def upstreams() -> Iterator[Upstreams]:
         stop()
 
 
-def gateway_config(database_url: str, urls: dict[str, str], redis: str | None = None) -> str:
+def gateway_config(
+    database_url: str,
+    urls: dict[str, str],
+    redis: str | None = None,
+    health: str = "{consecutive_failures: 1000, min_requests: 1000}",
+) -> str:
     providers = "\n".join(
         f"""  {name}:
     api: openai
@@ -76,6 +81,7 @@ database: {database_url}
 admin_key: {ADMIN_KEY}
 billing: {{currency: USD, markup: 0.10, fx: {{CNY: 0.14}}}}
 server: {{max_body_bytes: 65536}}
+health: {health}  # by default no circuit opens: tests share this gateway
 providers:
 {providers}
   dead:

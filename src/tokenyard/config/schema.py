@@ -96,6 +96,17 @@ class LoggingConfig(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class HealthConfig(Strict):
+    """When a deployment's circuit opens, and for how long (routing/health.py)."""
+
+    consecutive_failures: int = Field(default=5, ge=1)
+    failure_rate: float = Field(default=0.5, gt=0, le=1)
+    min_requests: int = Field(default=10, ge=1)
+    window_s: Positive = 60
+    open_s: Positive = 30
+    max_open_s: Positive = 300
+
+
 class ServerConfig(Strict):
     max_body_bytes: int = Field(default=32 * MIB, ge=1024)
 
@@ -107,6 +118,7 @@ class Config(Strict):
     billing: BillingConfig = Field(default_factory=BillingConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     payments: PaymentsConfig = Field(default_factory=PaymentsConfig)

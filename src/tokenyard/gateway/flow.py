@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -34,6 +35,7 @@ from tokenyard.identity.service import Principal
 from tokenyard.pool.keys import KeyPool
 from tokenyard.providers.base import Call, ChatResult, EmbeddingResult, Provider
 from tokenyard.routing.catalog import Catalog, PublicModel
+from tokenyard.routing.health import HealthBook
 from tokenyard.routing.plan import Attempt, Wishes, plan
 from tokenyard.store.holds import HeldReservation
 from tokenyard.store.limits import KeyLimiter
@@ -82,6 +84,7 @@ class Gateway:
         markup: Decimal,
         default_max_output: int,
         rng: random.Random | None = None,
+        health: HealthBook | None = None,
     ):
         self.catalog = catalog
         self._providers = providers
@@ -91,6 +94,7 @@ class Gateway:
         self._markup = markup
         self._default_max_output = default_max_output
         self._rng = rng or random.Random()  # noqa: S311 — load spreading, not security
+        self.health = self._health = health or HealthBook()
 
     def resolve(self, principal: Principal, name: str, kind: str) -> PublicModel:
         model = self.catalog.get(name)
@@ -140,6 +144,14 @@ class Gateway:
             raise
         return Run(payer, held, attempt, result, calls)
 
+    def _healthy_first(self, attempts: list[Attempt]) -> list[Attempt]:
+        """The plan with deployments whose circuit is open moved behind the healthy ones:
+        skipped while a healthy alternative exists, still tried when none does."""
+        healthy = [a for a in attempts if self._health.available(a.deployment.key)]
+        if len(healthy) == len(attempts):
+            return attempts
+        return healthy + [a for a in attempts if a not in healthy]
+
     async def _first_success(
         self,
         attempts: list[Attempt],
@@ -152,9 +164,13 @@ class Gateway:
         last: UpstreamError | None = None
         overflowed: PublicModel | None = None  # a model whose window the prompt overflowed
         overflow: UpstreamError | None = None
-        for attempt in attempts:
+        ordered = self._healthy_first(attempts)
+        for attempt in ordered:
             if overflowed is not None and not _larger(attempt.model, overflowed):
                 continue
+            deployment = attempt.deployment.key
+            if not self._health.acquire(deployment) and attempt is not ordered[-1]:
+                continue  # its circuit is open (or its one probe is out): try the next
             key = self._pools[attempt.deployment.provider].choose()
             upstream_call = Call(
                 body=body,
@@ -162,9 +178,11 @@ class Gateway:
                 api_key=key.secret if key else None,
             )
             calls += 1
+            started = time.monotonic()
             try:
                 result = await call(self._providers[attempt.deployment.provider], upstream_call)
             except UpstreamError as exc:
+                self._health.failure(deployment, retryable=exc.retryable)
                 log.warning(
                     "upstream attempt failed",
                     extra={
@@ -186,6 +204,10 @@ class Gateway:
                     raise
                 last = exc
                 continue
+            except BaseException:
+                self._health.release(deployment)
+                raise
+            self._health.success(deployment, latency_ms=(time.monotonic() - started) * 1000)
             return attempt, result, calls
         if overflow is not None and last is None:
             raise overflow

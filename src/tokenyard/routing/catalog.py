@@ -16,6 +16,11 @@ class Deployment:
     region: str | None
     weight: int = 1
 
+    @property
+    def key(self) -> str:
+        """Names this deployment in health books and logs."""
+        return f"{self.provider}/{self.upstream_model}"
+
 
 @dataclass(frozen=True, slots=True)
 class PublicModel:

@@ -13,6 +13,7 @@ from tokenyard.billing.money import format_nano, parse_amount
 from tokenyard.errors import AuthenticationFailed, InvalidRequest, NotFound
 from tokenyard.gateway.flow import Gateway
 from tokenyard.identity.service import Identity
+from tokenyard.routing.health import Snapshot
 from tokenyard.server.http import bearer, json_response, read_json
 from tokenyard.server.state import ADMIN_KEY, CONFIG, GATEWAY, IDENTITY, LEDGER, REPORTS
 from tokenyard.store.accounts import AccountRow
@@ -285,7 +286,56 @@ async def revoke_key(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def providers(request: web.Request) -> web.Response:
+    """Health, latency and limits per provider key and deployment; never a secret."""
+    _require_admin(request)
+    config = request.app[CONFIG]
+    gateway = request.app[GATEWAY]
+    return json_response(
+        {
+            "providers": [
+                {
+                    "name": name,
+                    "api": provider.api,
+                    "region": provider.region,
+                    "keys": [
+                        {"label": f"{name}#{i}", "weight": k.weight, "rpm": k.rpm, "tpm": k.tpm}
+                        for i, k in enumerate(provider.keys)
+                    ],
+                }
+                for name, provider in config.providers.items()
+            ],
+            "deployments": [
+                _deployment_json(
+                    model.name,
+                    deployment.provider,
+                    deployment.upstream_model,
+                    gateway.health.snapshot(deployment.key),
+                )
+                for model in gateway.catalog.models.values()
+                for deployment in model.deployments
+            ],
+        }
+    )
+
+
+def _deployment_json(model: str, provider: str, upstream: str, health: Snapshot) -> JSONObject:
+    return {
+        "model": model,
+        "provider": provider,
+        "upstream_model": upstream,
+        "circuit": health.circuit.value,
+        "latency_ms": health.latency_ms,
+        "ttft_ms": health.ttft_ms,
+        "tokens_per_s": health.tokens_per_s,
+        "requests": health.requests,
+        "failures": health.failures,
+        "error_rate": health.error_rate,
+    }
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/admin/providers", providers)
     app.router.add_post("/admin/accounts", create_account)
     app.router.add_get("/admin/accounts/{id}", get_account)
     app.router.add_post("/admin/accounts/{id}/credits", credit_account)

@@ -21,6 +21,7 @@ from tokenyard.payments import build_processors
 from tokenyard.pool.keys import KeyPool
 from tokenyard.providers.registry import build_upstreams
 from tokenyard.routing.catalog import Catalog
+from tokenyard.routing.health import HealthBook, HealthPolicy
 from tokenyard.server import admin_api, client_api, messages_api, payments_api
 from tokenyard.server.http import json_response
 from tokenyard.server.middleware import edge
@@ -93,6 +94,8 @@ async def build_app(config: Config, *, epoch: RevocationEpoch | None = None) -> 
         limiter=limiter,
         markup=config.billing.markup,
         default_max_output=config.billing.default_max_output_tokens,
+        rng=rng,
+        health=HealthBook(HealthPolicy(**config.health.model_dump())),
     )
     if config.admin_key:
         app[ADMIN_KEY] = config.admin_key
