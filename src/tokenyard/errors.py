@@ -108,6 +108,8 @@ class UpstreamError(TokenyardError):
     status = 502
     type = "upstream_error"
     code = "upstream_failed"
+    upstream_status: int | None = None
+    """The HTTP status the upstream answered, when it answered one (for the key pool)."""
 
     def __init__(
         self,

@@ -25,7 +25,8 @@ def test_server_errors_and_rate_limits_move_to_the_fallback_model(
 ) -> None:
     client = gateway.client(key)
     for status in (500, 503, 429, 529):
-        upstreams["flaky"].fail_next(status)
+        # Retry-After: 0 — a 429 cools the key down for that long: not at all here.
+        upstreams["flaky"].fail_next(status, headers={"Retry-After": "0"})
         raw = client.chat.completions.with_raw_response.create(model="with-fallback", messages=USER)
         assert raw.headers["x-tokenyard-model"] == "gpt-mini", status
         assert raw.headers["x-tokenyard-provider"] == "openai-a"

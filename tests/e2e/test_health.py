@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import Upstreams, gateway_config
-from tests.e2e.harness import RunningGateway, start_gateway
+from tests.e2e.harness import ADMIN_KEY, RunningGateway, start_gateway
 
 USER = [{"role": "user", "content": "hello there gateway"}]
 
@@ -63,3 +64,73 @@ def test_admin_providers_shows_health_and_no_secrets(gateway: RunningGateway) ->
     assert row["circuit"] == "closed"
     assert row["requests"] >= 1 and row["latency_ms"] > 0
     assert gateway.http.get("/admin/providers").status_code == 401
+
+
+def pooled_gateway(upstreams: Upstreams, directory: Path, keys: list[str]) -> RunningGateway:
+    """A provider with several keys in front of the flaky stand-in (which accepts only
+    sk-flaky-secret)."""
+    listed = ", ".join("{key: " + k + "}" for k in keys)
+    config = f"""
+database: sqlite:///{directory / "p.db"}
+admin_key: {ADMIN_KEY}
+providers:
+  pooled:
+    api: openai
+    vendor: openai
+    base_url: {upstreams.urls["flaky"]}
+    keys: [{listed}]
+models:
+  pooled-model:
+    deployments: [{{provider: pooled, model: gpt-4o-mini, price: {{input: 1}}}}]
+"""
+    return start_gateway(directory, config)
+
+
+@pytest.fixture
+def pooled(upstreams: Upstreams, tmp_path: Path) -> Iterator[RunningGateway]:
+    # The bad key weighs a million times more: it is (all but) certainly drawn first.
+    running = pooled_gateway(
+        upstreams, tmp_path, ["sk-revoked-upstream, weight: 1000000", "sk-flaky-secret"]
+    )
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def twin_keys(upstreams: Upstreams, tmp_path: Path) -> Iterator[RunningGateway]:
+    running = pooled_gateway(upstreams, tmp_path, ["sk-flaky-secret", "sk-flaky-secret"])
+    yield running
+    running.stop()
+
+
+def test_a_refused_key_is_retried_with_the_next_and_then_left_out(
+    pooled: RunningGateway, upstreams: Upstreams
+) -> None:
+    key = pooled.new_key()
+    attempts = []
+    for _ in range(12):
+        response = pooled.post(
+            "/v1/chat/completions", key, json={"model": "pooled-model", "messages": USER}
+        )
+        assert response.status_code == 200, response.text
+        attempts.append(response.headers["x-tokenyard-attempts"])
+    # The first call draws the bad key: 401, then the other key (two attempts); after it
+    # the bad key is out of the pool and every call takes one.
+    assert attempts == ["2"] + ["1"] * 11
+    assert "sk-revoked-upstream" not in pooled.log()
+    assert '"key":"pooled#0"' in pooled.log()
+
+
+def test_a_429_on_one_key_moves_to_the_other_key(
+    twin_keys: RunningGateway, upstreams: Upstreams
+) -> None:
+    pooled = twin_keys
+    key = pooled.new_key()
+    upstreams.reset()
+    upstreams["flaky"].fail_next(429, headers={"Retry-After": "30"})
+    response = pooled.post(
+        "/v1/chat/completions", key, json={"model": "pooled-model", "messages": USER}
+    )
+    assert response.status_code == 200
+    assert response.headers["x-tokenyard-attempts"] == "2"
+    assert response.headers["x-tokenyard-provider"] == "pooled"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -20,9 +19,8 @@ from tokenyard.errors import (
     NoUpstreamAvailable,
     RateLimited,
     TokenyardError,
-    UpstreamError,
-    UpstreamTimeout,
 )
+from tokenyard.gateway.attempts import Attempter
 from tokenyard.gateway.passthrough import (
     RawResponse,
     SpeaksMessages,
@@ -45,14 +43,6 @@ from tokenyard.wire.usage import Usage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-def _larger(model: PublicModel, than: PublicModel) -> bool:
-    """Whether ``model`` is another model whose window is larger (or not declared)."""
-    if model.name == than.name:
-        return False
-    window, other = model.config.context_window, than.config.context_window
-    return window is None or other is None or window > other
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +84,8 @@ class Gateway:
         self._markup = markup
         self._default_max_output = default_max_output
         self._rng = rng or random.Random()  # noqa: S311 — load spreading, not security
-        self.health = self._health = health or HealthBook()
+        self.health = health or HealthBook()
+        self._attempter = Attempter(providers, pools, self.health)
 
     def resolve(self, principal: Principal, name: str, kind: str) -> PublicModel:
         model = self.catalog.get(name)
@@ -138,90 +129,13 @@ class Gateway:
         amount = self._wallet.worst_case(prices, prompt, output, payer.markup)
         held = await self._wallet.hold(request_id, payer, amount)
         try:
-            attempt, result, calls = await self._first_success(attempts, body, call)
+            attempt, result, calls = await self._attempter.first_success(
+                attempts, body, call, prompt
+            )
         except BaseException:
             await self._wallet.release(held)
             raise
         return Run(payer, held, attempt, result, calls)
-
-    def _healthy_first(self, attempts: list[Attempt]) -> list[Attempt]:
-        """The plan with deployments whose circuit is open moved behind the healthy ones:
-        skipped while a healthy alternative exists, still tried when none does."""
-        healthy = [a for a in attempts if self._health.available(a.deployment.key)]
-        if len(healthy) == len(attempts):
-            return attempts
-        return healthy + [a for a in attempts if a not in healthy]
-
-    async def _first_success(
-        self,
-        attempts: list[Attempt],
-        body: JSONObject,
-        call: Callable[[Provider, Call], Awaitable[T]],
-    ) -> tuple[Attempt, T, int]:
-        """Try each attempt until one succeeds; returns it, its result and the number of
-        upstream calls made."""
-        calls = 0
-        last: UpstreamError | None = None
-        overflowed: PublicModel | None = None  # a model whose window the prompt overflowed
-        overflow: UpstreamError | None = None
-        ordered = self._healthy_first(attempts)
-        for attempt in ordered:
-            if overflowed is not None and not _larger(attempt.model, overflowed):
-                continue
-            deployment = attempt.deployment.key
-            if not self._health.acquire(deployment) and attempt is not ordered[-1]:
-                continue  # its circuit is open (or its one probe is out): try the next
-            key = self._pools[attempt.deployment.provider].choose()
-            upstream_call = Call(
-                body=body,
-                upstream_model=attempt.deployment.upstream_model,
-                api_key=key.secret if key else None,
-            )
-            calls += 1
-            started = time.monotonic()
-            try:
-                result = await call(self._providers[attempt.deployment.provider], upstream_call)
-            except UpstreamError as exc:
-                self._health.failure(deployment, retryable=exc.retryable)
-                log.warning(
-                    "upstream attempt failed",
-                    extra={
-                        "fields": {
-                            "provider": attempt.deployment.provider,
-                            "key": key.label if key else None,
-                            "model": attempt.model.name,
-                            "error": exc.code,
-                            "status": exc.status,
-                            "retryable": exc.retryable,
-                        }
-                    },
-                )
-                if exc.code == "context_length_exceeded":
-                    # Only a larger model further down the chain could take this prompt.
-                    overflowed, overflow = attempt.model, exc
-                    continue
-                if not exc.retryable:
-                    raise
-                last = exc
-                continue
-            except BaseException:
-                self._health.release(deployment)
-                raise
-            self._health.success(deployment, latency_ms=(time.monotonic() - started) * 1000)
-            return attempt, result, calls
-        if overflow is not None and last is None:
-            raise overflow
-        name = attempts[0].model.name if attempts else "?"
-        if last is None:
-            raise NoUpstreamAvailable(f"no deployment of {name!r} can serve this request")
-        if isinstance(last, UpstreamTimeout):
-            raise UpstreamTimeout(f"every upstream for {name!r} timed out ({calls} tried)")
-        raise UpstreamError(
-            f"every upstream for {name!r} failed ({calls} tried); last: {last.message}",
-            retryable=False,
-            status=502,
-            code=last.code,
-        )
 
     async def _settle(
         self, held: HeldReservation, payer: Payer, attempt: Attempt, usage: Usage

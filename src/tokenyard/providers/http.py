@@ -100,7 +100,9 @@ class UpstreamHttp:
                     finally:
                         response.release()
                     mapper = map_error or self._map_error
-                    raise mapper(response.status, body, response.headers, secret)
+                    error = mapper(response.status, body, response.headers, secret)
+                    error.upstream_status = response.status
+                    raise error
                 return response
         except TimeoutError:
             raise UpstreamTimeout(f"provider {self.name} did not answer in time") from None
