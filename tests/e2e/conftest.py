@@ -93,9 +93,12 @@ models:
   gpt-mini:
     context_window: 4096
     capabilities: [tools, json_mode, vision]
+    tier: economy
+    tasks: [chat, extraction]
     deployments:
       - {{provider: openai-a, model: gpt-4o-mini, price: {{input: 0.15, output: 0.60, cached_input: 0.075}}}}
   deepseek-chat:
+    tasks: [coding, chat]
     deployments:
       - {{provider: deepseek, model: deepseek-chat, price: {{input: 0.27, output: 1.10, cached_input: 0.07}}}}
   deepseek-reasoner:

@@ -32,6 +32,7 @@ from tokenyard.gateway.request import ChatRequest, check_fit, model_name, parse_
 from tokenyard.identity.service import Principal
 from tokenyard.pool.keys import KeyPool
 from tokenyard.providers.base import Call, ChatResult, EmbeddingResult, Provider
+from tokenyard.routing.auto import Ranking, explain, parse_auto, rank
 from tokenyard.routing.catalog import Catalog, PublicModel
 from tokenyard.routing.health import HealthBook
 from tokenyard.routing.plan import Attempt, Wishes, plan
@@ -54,6 +55,10 @@ class Run(Generic[T]):
     attempt: Attempt
     result: T
     calls: int
+
+
+TYPICAL_OUTPUT = 256
+"""Output tokens `auto` assumes, to price and fit a request that names no max_tokens."""
 
 
 @dataclass(slots=True)
@@ -156,10 +161,43 @@ class Gateway:
 
     def parse_chat(self, principal: Principal, body: JSONObject) -> tuple[ChatRequest, PublicModel]:
         request = parse_chat(body)
+        fallbacks = tuple(self.resolve(principal, name, "chat") for name in request.fallback_models)
+        tier = parse_auto(request.model)
+        if tier is not False:
+            ranking = self.rank(principal, request, tier)
+            if not ranking.candidates:
+                reasons = "; ".join(f"{m}: {why}" for m, why in ranking.rejected.items())
+                raise InvalidRequest(f"no model can serve this request ({reasons})", param="model")
+            chosen = [self.resolve(principal, c.name, "chat") for c in ranking.candidates]
+            return replace(
+                request, fallback_models_resolved=(*chosen[1:4], *fallbacks), route=explain(ranking)
+            ), chosen[0]
         model = self.resolve(principal, request.model, "chat")
         check_fit(request, model)
-        fallbacks = tuple(self.resolve(principal, name, "chat") for name in request.fallback_models)
         return replace(request, fallback_models_resolved=fallbacks), model
+
+    def rank(self, principal: Principal, request: ChatRequest, tier: str | None) -> Ranking:
+        """The `auto` router's ranking of the catalogue for this request."""
+        return rank(
+            self.catalog,
+            request.body,
+            tier=tier,
+            allowed=principal.may_use,
+            regions=request.regions,
+            sort=request.sort,
+            max_price=request.max_price,
+            prompt_tokens=request.prompt_estimate,
+            output_tokens=request.max_output or TYPICAL_OUTPUT,
+            health=self._model_health,
+        )
+
+    def _model_health(self, name: str) -> float:
+        """The share of a model's deployments whose circuit lets requests through."""
+        model = self.catalog.get(name)
+        if model is None or not model.deployments:
+            return 0.0
+        up = sum(self.health.available(d.key) for d in model.deployments)
+        return up / len(model.deployments)
 
     def _wishes(self, request: ChatRequest, model: PublicModel) -> Wishes:
         return Wishes(

@@ -8,6 +8,7 @@ from the body that goes upstream.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
 from tokenyard.errors import InvalidRequest
 from tokenyard.routing.catalog import PublicModel
@@ -32,6 +33,10 @@ class ChatRequest:
     """The request's own ordered fallback list (OpenRouter's ``models``)."""
     regions: frozenset[str] | None = None
     fallback_models_resolved: tuple[PublicModel, ...] = ()
+    sort: str | None = None
+    max_price: tuple[Decimal | None, Decimal | None] | None = None
+    route: str | None = None
+    """Why ``auto`` chose what it chose (the ``x-tokenyard-route`` header)."""
 
 
 def _require_int(body: JSONObject, name: str, low: int, high: int | None = None) -> int | None:
@@ -77,7 +82,7 @@ def parse_chat(body: JSONObject) -> ChatRequest:
     choices = _require_int(body, "n", 1, MAX_N) or 1
     limit = _require_int(body, "max_completion_tokens", 1)
     limit = _require_int(body, "max_tokens", 1) if limit is None else limit
-    fallback_models, regions = _routing(body)
+    fallback_models, regions, sort, max_price = _routing(body)
     canonical = {k: v for k, v in body.items() if k not in ROUTING_FIELDS}
     return ChatRequest(
         model=model,
@@ -89,10 +94,29 @@ def parse_chat(body: JSONObject) -> ChatRequest:
         choices=choices,
         fallback_models=fallback_models,
         regions=regions,
+        sort=sort,
+        max_price=max_price,
     )
 
 
-def _routing(body: JSONObject) -> tuple[tuple[str, ...], frozenset[str] | None]:
+Routing = tuple[
+    tuple[str, ...], frozenset[str] | None, str | None, tuple[Decimal | None, Decimal | None] | None
+]
+
+
+def _price(value: object, name: str) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        price = Decimal(str(value)) if isinstance(value, int | float | str) else None
+    except InvalidOperation:
+        price = None
+    if price is None or not price.is_finite() or price < 0:
+        raise InvalidRequest(f"{name} must be a non-negative number", param=name)
+    return price
+
+
+def _routing(body: JSONObject) -> Routing:
     models = body.get("models")
     if models is not None and (
         not isinstance(models, list) or not all(isinstance(m, str) and m for m in models)
@@ -100,7 +124,7 @@ def _routing(body: JSONObject) -> tuple[tuple[str, ...], frozenset[str] | None]:
         raise InvalidRequest("models must be an array of model names", param="models")
     routing = body.get("routing")
     if routing is None:
-        return tuple(models or ()), None
+        return tuple(models or ()), None, None, None
     if not isinstance(routing, dict):
         raise InvalidRequest("routing must be an object", param="routing")
     regions = routing.get("regions")
@@ -108,7 +132,28 @@ def _routing(body: JSONObject) -> tuple[tuple[str, ...], frozenset[str] | None]:
         not isinstance(regions, list) or not all(isinstance(r, str) for r in regions)
     ):
         raise InvalidRequest("routing.regions must be an array of strings", param="routing.regions")
-    return tuple(models or ()), frozenset(regions) if regions is not None else None
+    sort = routing.get("sort")
+    if sort is not None and sort not in ("price", "latency", "throughput"):
+        raise InvalidRequest(
+            "routing.sort must be price, latency or throughput", param="routing.sort"
+        )
+    limit = routing.get("max_price")
+    if limit is not None and not isinstance(limit, dict):
+        raise InvalidRequest("routing.max_price must be an object", param="routing.max_price")
+    max_price = (
+        (
+            _price(limit.get("input"), "routing.max_price.input"),
+            _price(limit.get("output"), "routing.max_price.output"),
+        )
+        if limit is not None
+        else None
+    )
+    return (
+        tuple(models or ()),
+        frozenset(regions) if regions is not None else None,
+        sort,
+        max_price,
+    )
 
 
 def _has_images(body: JSONObject) -> bool:

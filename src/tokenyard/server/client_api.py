@@ -10,7 +10,9 @@ from tokenyard.billing.invoice import month_bounds
 from tokenyard.billing.money import format_nano
 from tokenyard.errors import AuthenticationFailed, ModelNotFound, TokenyardError
 from tokenyard.gateway.relay import Served
+from tokenyard.gateway.request import parse_chat
 from tokenyard.identity.service import Principal
+from tokenyard.routing.auto import explain, parse_auto
 from tokenyard.routing.catalog import PublicModel
 from tokenyard.server.http import REQUEST_ID, bearer, json_response, read_json
 from tokenyard.server.state import CONFIG, GATEWAY, IDENTITY, REPORTS
@@ -37,15 +39,17 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     chat, model = gateway.parse_chat(principal, await read_json(request))
     request_id = request["request_id"]
+    route = {"x-tokenyard-route": chat.route} if chat.route else {}
     if not chat.stream:
         done = await gateway.complete(request_id, principal, chat, model)
-        headers = served_headers(request, done.served)
+        headers = {**served_headers(request, done.served), **route}
         headers["x-tokenyard-cost"] = done.served.cost
         return json_response(done.body, headers=headers)
     relay = await gateway.stream(request_id, principal, chat, model)
     response = web.StreamResponse(
         headers={
             **served_headers(request, relay.served),
+            **route,
             "Content-Type": "text/event-stream",
             "Cache-Control": "no-cache",
             "X-Accel-Buffering": "no",
@@ -149,7 +153,39 @@ async def account(request: web.Request) -> web.Response:
     )
 
 
+async def route(request: web.Request) -> web.Response:
+    """What `auto` would choose for this chat request, and why — no upstream is called."""
+    principal = await _principal(request)
+    body = await read_json(request)
+    gateway = request.app[GATEWAY]
+    chat = parse_chat(body)
+    tier = parse_auto(chat.model)
+    ranking = gateway.rank(principal, chat, tier if tier is not False else None)
+    return json_response(
+        {
+            "task": ranking.task.task,
+            "task_reason": ranking.task.reason,
+            "tier": ranking.tier,
+            "needs": sorted(ranking.needs),
+            "candidates": [
+                {
+                    "model": c.name,
+                    "tier": c.tier,
+                    "task_match": c.task_match,
+                    "expected_cost": str(c.expected_cost),
+                    "health": c.health,
+                    "reasons": c.reasons,
+                }
+                for c in ranking.candidates
+            ],
+            "rejected": ranking.rejected,
+            "route": explain(ranking),
+        }
+    )
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/route", route)
     app.router.add_get("/v1/account", account)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/embeddings", embeddings)
