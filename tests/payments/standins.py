@@ -13,10 +13,8 @@ Also here: :func:`make_certificate`, a self-signed RSA certificate for PayPal's 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +25,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
+
+from tests.upstreams import background
 
 __all__ = [
     "CoinbaseStandIn",
@@ -271,29 +271,8 @@ class CoinbaseStandIn(StandIn):
 def run_in_thread(standin: StandIn) -> tuple[str, Callable[[], None]]:
     """Start ``standin`` on its own event loop in a daemon thread. Returns (base_url, stop);
     ``stop`` is idempotent."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="payments-standin", daemon=True)
-    thread.start()
-    stopped = threading.Event()
-
-    def stop() -> None:
-        if stopped.is_set():
-            return
-        stopped.set()
-        try:
-            asyncio.run_coroutine_threadsafe(standin.stop(), loop).result(timeout=30)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=30)
-            if not thread.is_alive():
-                loop.close()
-
-    try:
-        base_url = asyncio.run_coroutine_threadsafe(standin.start(), loop).result(timeout=30)
-    except BaseException:
-        stop()
-        raise
-    return base_url, stop
+    url, stop = background.run_in_thread(standin, "payment-standin")
+    return str(url), stop
 
 
 @dataclass

@@ -34,6 +34,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.upstreams import background
+
 API_VERSIONS = ("2023-06-01", "2026-10-21")  # the second drops temperature/top_p/top_k
 REASONING_TEXT = "The user wants an echo, so I echo."
 SIGNATURE = "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"
@@ -469,22 +471,5 @@ class AnthropicStandIn:
 
 def run_in_thread(upstream: AnthropicStandIn) -> tuple[str, Callable[[], None]]:
     """Start the server on its own loop in a daemon thread; returns (base_url, stop)."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="anthropic-standin", daemon=True)
-    thread.start()
-
-    def stop() -> None:
-        try:
-            asyncio.run_coroutine_threadsafe(upstream.stop(), loop).result(timeout=30)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=30)
-            if not thread.is_alive():
-                loop.close()
-
-    try:
-        url = asyncio.run_coroutine_threadsafe(upstream.start(), loop).result(timeout=30)
-    except BaseException:
-        stop()
-        raise
-    return url, stop
+    url, stop = background.run_in_thread(upstream, "anthropic-standin")
+    return str(url), stop

@@ -30,6 +30,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.upstreams import background
+
 THOUGHT = "Let me think this through."
 SIGNATURE = base64.b64encode(b"sig-1").decode()
 _TOP_LEVEL = {
@@ -549,22 +551,5 @@ class GeminiStandIn:
 
 def run_in_thread(upstream: GeminiStandIn) -> tuple[str, Callable[[], None]]:
     """Start the stand-in on its own loop in a daemon thread. Returns (base_url, stop)."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="gemini-standin", daemon=True)
-    thread.start()
-
-    def stop() -> None:
-        try:
-            asyncio.run_coroutine_threadsafe(upstream.stop(), loop).result(timeout=30)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=30)
-            if not thread.is_alive():
-                loop.close()
-
-    try:
-        url = asyncio.run_coroutine_threadsafe(upstream.start(), loop).result(timeout=30)
-    except BaseException:
-        stop()
-        raise
-    return url, stop
+    url, stop = background.run_in_thread(upstream, "gemini-standin")
+    return str(url), stop

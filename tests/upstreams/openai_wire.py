@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 import orjson
 from aiohttp import web
 
+from tests.upstreams import background
+
 from .flavors import (
     DEFAULT_MODELS,
     REASONING_TEXT,
@@ -493,26 +495,5 @@ class StandInUpstream:
 def run_in_thread(upstream: StandInUpstream) -> tuple[str, Callable[[], None]]:
     """Start the server on its own event loop in a daemon thread (for sync pytest fixtures).
     Returns (base_url, stop); ``stop`` is idempotent."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="standin-upstream", daemon=True)
-    thread.start()
-    stopped = threading.Event()
-
-    def stop() -> None:
-        if stopped.is_set():
-            return
-        stopped.set()
-        try:
-            asyncio.run_coroutine_threadsafe(upstream.stop(), loop).result(timeout=30)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=30)
-            if not thread.is_alive():
-                loop.close()
-
-    try:
-        base_url = asyncio.run_coroutine_threadsafe(upstream.start(), loop).result(timeout=30)
-    except BaseException:
-        stop()
-        raise
-    return base_url, stop
+    url, stop = background.run_in_thread(upstream, "standin-upstream")
+    return str(url), stop

@@ -36,6 +36,8 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
+from tests.upstreams import background
+
 CREATED = 1_760_000_000
 REASONING_TEXT = "Let me think about it."
 WS_DOMAINS = {
@@ -429,17 +431,5 @@ class SparkStandIn:
 
 def run_in_thread(upstream: SparkStandIn) -> Callable[[], None]:
     """Start the stand-in on its own event loop in a daemon thread; returns ``stop``."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="spark-standin", daemon=True)
-    thread.start()
-
-    def stop() -> None:
-        try:
-            asyncio.run_coroutine_threadsafe(upstream.stop(), loop).result(timeout=30)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=30)
-            loop.close()
-
-    asyncio.run_coroutine_threadsafe(upstream.start(), loop).result(timeout=30)
+    _, stop = background.run_in_thread(upstream, "spark-standin")
     return stop
