@@ -209,3 +209,39 @@ def test_anthropic_upstreams_get_the_body_untouched(gateway: RunningGateway, key
     rows = gateway.admin("GET", f"/admin/usage?key_id={created['id']}").json()["rows"]
     assert rows[0]["requests"] == 2
     assert rows[0]["output_tokens"] == usage["output_tokens"] + final.usage.output_tokens
+
+
+@pytest.mark.parametrize("model", ["claude", "gemini"])
+def test_anthropic_sdk_tools_in_front(gateway: RunningGateway, key: str, model: str) -> None:
+    client = anthropic.Anthropic(base_url=gateway.base_url, api_key=key, max_retries=0)
+    tools = [
+        {
+            "name": "get_weather",
+            "description": "weather",
+            "input_schema": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        }
+    ]
+    ask = [{"role": "user", "content": "what is the weather in Paris"}]
+    message = client.messages.create(
+        model=model,
+        max_tokens=100,
+        tools=tools,  # type: ignore[arg-type]
+        messages=ask,
+    )  # type: ignore[arg-type]
+    assert message.stop_reason == "tool_use"
+    call = message.content[-1]
+    assert call.type == "tool_use" and call.name == "get_weather"
+    assert call.input == {"city": "Paris"}
+    with client.messages.stream(
+        model=model,
+        max_tokens=100,
+        tools=tools,  # type: ignore[arg-type]
+        messages=ask,
+    ) as stream:  # type: ignore[arg-type]
+        final = stream.get_final_message()
+    assert final.content[-1].type == "tool_use"
+    assert final.content[-1].input == {"city": "Paris"}  # type: ignore[union-attr]
