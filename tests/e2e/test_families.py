@@ -245,3 +245,22 @@ def test_anthropic_sdk_tools_in_front(gateway: RunningGateway, key: str, model: 
         final = stream.get_final_message()
     assert final.content[-1].type == "tool_use"
     assert final.content[-1].input == {"city": "Paris"}  # type: ignore[union-attr]
+
+
+def test_a_mixed_plan_is_translated_not_passed_through(gateway: RunningGateway, key: str) -> None:
+    """A request whose own fallbacks include a non-Anthropic model cannot be passed through
+    untouched: it is translated like any other, and fails over to the other family."""
+    CLAUDE.fail_next(529)
+    response = gateway.post(
+        "/v1/messages",
+        key,
+        json={
+            "model": "claude",
+            "max_tokens": 50,
+            "models": ["gemini"],
+            "messages": [{"role": "user", "content": "hello there gateway"}],
+        },
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["x-tokenyard-model"] == "gemini"
+    assert response.json()["content"][-1]["text"] == "echo: hello there gateway"

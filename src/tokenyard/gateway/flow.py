@@ -279,11 +279,12 @@ class Gateway:
 
     # -- Anthropic pass-through ----------------------------------------------------------
 
-    def speaks_messages(self, model: PublicModel) -> bool:
-        """Every attempt of the plan is an upstream that speaks the Messages API itself."""
-        return all(
-            isinstance(self._providers[a.deployment.provider], SpeaksMessages)
-            for a in plan(self.catalog, model, Wishes(), self._rng)
+    def speaks_messages(self, request: ChatRequest, model: PublicModel) -> bool:
+        """Every attempt of this request's plan (its own fallbacks and regions included) is
+        an upstream that speaks the Messages API itself."""
+        attempts = plan(self.catalog, model, self._wishes(request, model), self._rng)
+        return bool(attempts) and all(
+            isinstance(self._providers[a.deployment.provider], SpeaksMessages) for a in attempts
         )
 
     async def messages_passthrough(

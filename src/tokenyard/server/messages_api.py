@@ -43,7 +43,7 @@ async def _messages(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     chat, model = gateway.parse_chat(principal, messages_to_chat(body))
     request_id = request["request_id"]
-    if gateway.speaks_messages(model):
+    if gateway.speaks_messages(chat, model):
         return await _passthrough(request, principal, chat, model, body)
     if not chat.stream:
         done = await gateway.complete(request_id, principal, chat, model)
