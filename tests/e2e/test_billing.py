@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -210,8 +211,6 @@ def test_an_abandoned_stream_is_charged_once_and_its_hold_released(
         rows = key_usage(gateway, key_id)
         if rows and account(gateway, account_id)["reserved"] == "0.000000":
             break
-        import time
-
         time.sleep(0.05)
     (row,) = rows
     assert row["requests"] == 1

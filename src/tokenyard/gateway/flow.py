@@ -118,20 +118,18 @@ class Gateway:
         body: JSONObject,
         call: Callable[[Provider, Call], Awaitable[T]],
         *,
-        prompt: int,
-        output: int,
-        wishes: Wishes | None = None,
+        wishes: Wishes,
     ) -> Run[T]:
         """Admit (rate limits), hold the worst case over every attempt of the plan, then
         find the first attempt that succeeds; the hold is released if none does."""
+        prompt = wishes.prompt_tokens
         await self._admit(principal, prompt)
         payer = self.payer(principal)
-        wishes = wishes or Wishes(prompt_tokens=prompt, output_tokens=output)
         attempts = plan(self.catalog, model, wishes, self._rng)
         if not attempts:
             raise self._nothing_fits(model, wishes)
         prices = {a.deployment.price for a in attempts}
-        amount = self._wallet.worst_case(prices, prompt, output, payer.markup)
+        amount = self._wallet.worst_case(prices, prompt, wishes.output_tokens, payer.markup)
         held = await self._wallet.hold(request_id, payer, amount)
         try:
             attempt, result, calls = await self._attempter.first_success(
@@ -236,8 +234,6 @@ class Gateway:
             model,
             request.body,
             call,
-            prompt=request.prompt_estimate,
-            output=self._max_output(request, model),
             wishes=self._wishes(request, model),
         )
         result = run.result
@@ -261,8 +257,6 @@ class Gateway:
             model,
             request.body,
             call,
-            prompt=request.prompt_estimate,
-            output=self._max_output(request, model),
             wishes=self._wishes(request, model),
         )
 
@@ -314,8 +308,6 @@ class Gateway:
             model,
             request.body,
             call,
-            prompt=request.prompt_estimate,
-            output=self._max_output(request, model),
             wishes=self._wishes(request, model),
         )
         served = Served(run.attempt.model.name, run.attempt.deployment.provider, run.calls)
@@ -354,7 +346,9 @@ class Gateway:
             estimate_text_tokens(t) if isinstance(t, str) else len(t) if isinstance(t, list) else 1
             for t in items
         )
-        run = await self._run(request_id, principal, model, body, call, prompt=prompt, output=0)
+        run = await self._run(
+            request_id, principal, model, body, call, wishes=Wishes(prompt_tokens=prompt)
+        )
         result = run.result
         cost = await self._settle(run.held, run.payer, run.attempt, result.usage)
         served = Served(run.attempt.model.name, run.attempt.deployment.provider, run.calls, cost)

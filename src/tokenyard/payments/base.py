@@ -14,6 +14,7 @@ amount the processor cannot charge raises :class:`~tokenyard.errors.InvalidReque
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -23,6 +24,8 @@ import aiohttp
 
 from tokenyard.errors import InvalidRequest, UpstreamError, UpstreamRejected, UpstreamTimeout
 from tokenyard.wire.json import JSONDecodeError, JSONObject, loads
+
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 """Seconds since the epoch, like :func:`time.time`; injected so tests control time."""
@@ -194,6 +197,33 @@ async def send(
             f"payment processor {processor} is unreachable ({type(exc).__name__})",
             retryable=True,
         ) from None
+
+
+def paid_event(
+    processor: str,
+    event_id: str,
+    event: object,
+    *,
+    account: str,
+    amount: str,
+    currency: str,
+) -> PaymentEvent | None:
+    """The money a verified event reports, read at the given dotted paths; None (logged)
+    when it names none of our accounts or no money, so the processor does not retry it."""
+    account_id = field(event, account)
+    if not isinstance(account_id, str) or not account_id:
+        log.warning("%s webhook %s: no %s, ignored", processor, event_id, account)
+        return None
+    paid = decimal_field(event, amount, processor)
+    if paid == 0:
+        return None
+    return PaymentEvent(
+        processor=processor,
+        event_id=event_id,
+        account_id=account_id,
+        amount=paid,
+        currency=currency_field(event, currency, processor),
+    )
 
 
 def api_failure(status: int, body: bytes, *, processor: str, secrets: tuple[str, ...]) -> Exception:

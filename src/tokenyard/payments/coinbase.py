@@ -29,12 +29,11 @@ from tokenyard.payments.base import (
     WebhookRejected,
     api_failure,
     checked_currency,
-    currency_field,
-    decimal_field,
     decimal_text,
     field,
     json_object,
     lower_headers,
+    paid_event,
     same_text,
     send,
     text_field,
@@ -125,17 +124,11 @@ class CoinbaseProcessor:
         if kind != PAID_EVENT:
             log.debug("coinbase webhook %s of type %s ignored", event_id, kind)
             return None
-        account_id = field(event, "data.metadata.account_id")
-        if not isinstance(account_id, str) or not account_id:
-            log.warning("coinbase webhook %s: charge without account_id ignored", event_id)
-            return None
-        amount = decimal_field(event, "data.pricing.local.amount", self.name)
-        if amount == 0:
-            return None
-        return PaymentEvent(
-            processor=self.name,
-            event_id=event_id,
-            account_id=account_id,
-            amount=amount,
-            currency=currency_field(event, "data.pricing.local.currency", self.name),
+        return paid_event(
+            self.name,
+            event_id,
+            event,
+            account="data.metadata.account_id",
+            amount="data.pricing.local.amount",
+            currency="data.pricing.local.currency",
         )

@@ -43,12 +43,11 @@ from tokenyard.payments.base import (
     WebhookRejected,
     api_failure,
     checked_currency,
-    currency_field,
-    decimal_field,
     decimal_text,
     field,
     json_object,
     lower_headers,
+    paid_event,
     send,
     text_field,
 )
@@ -223,19 +222,13 @@ class PayPalProcessor:
             return None
         if field(event, "resource.status") not in (None, "COMPLETED"):
             return None
-        account_id = field(event, "resource.custom_id")
-        if not isinstance(account_id, str) or not account_id:
-            log.warning("paypal webhook %s: capture without custom_id ignored", event_id)
-            return None
-        amount = decimal_field(event, "resource.amount.value", self.name)
-        if amount == 0:
-            return None
-        return PaymentEvent(
-            processor=self.name,
-            event_id=event_id,
-            account_id=account_id,
-            amount=amount,
-            currency=currency_field(event, "resource.amount.currency_code", self.name),
+        return paid_event(
+            self.name,
+            event_id,
+            event,
+            account="resource.custom_id",
+            amount="resource.amount.value",
+            currency="resource.amount.currency_code",
         )
 
     async def _certificate(self, url: str) -> x509.Certificate:

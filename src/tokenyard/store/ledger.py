@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -154,16 +154,6 @@ class SqlLedger:
         try:
             async with self._engine.begin() as conn:
                 await conn.execute(delete(processes).where(processes.c.owner == owner))
-        except SQLAlchemyError as exc:
-            raise _unavailable(exc) from None
-
-    # -- reading ---------------------------------------------------------------------------
-
-    async def outstanding(self) -> int:
-        """How many reservations exist (for tests and metrics)."""
-        try:
-            async with self._engine.connect() as conn:
-                return int(await conn.scalar(select(func.count()).select_from(reservations)) or 0)
         except SQLAlchemyError as exc:
             raise _unavailable(exc) from None
 
