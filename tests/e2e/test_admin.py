@@ -24,6 +24,8 @@ def test_accounts_are_created_and_read(gateway: RunningGateway) -> None:
         "name": "acme",
         "balance": "0.000000",
         "reserved": "0.000000",
+        "markup": None,
+        "regions": None,
     }
     assert gateway.admin("GET", "/admin/accounts/acct_nope").status_code == 404
 

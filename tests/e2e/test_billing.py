@@ -89,13 +89,8 @@ def test_a_wallet_that_cannot_cover_the_worst_case_gets_402(
     assert (error["type"], error["code"]) == ("insufficient_quota", "insufficient_quota")
     assert "account balance" in error["message"]
     assert len(upstreams["openai-a"].requests) == before  # nothing was sent upstream
-    assert account(gateway, account_id) | {"id": None, "name": None, "markup": None} == {
-        "id": None,
-        "name": None,
-        "markup": None,
-        "balance": "0.000001",
-        "reserved": "0.000000",
-    }
+    body = account(gateway, account_id)
+    assert (body["balance"], body["reserved"]) == ("0.000001", "0.000000")
 
 
 def test_the_hold_is_sized_by_max_tokens(gateway: RunningGateway) -> None:
@@ -185,13 +180,8 @@ def test_a_failed_request_costs_nothing_and_releases_its_hold(
         "/v1/chat/completions", key, json={"model": "only-flaky", "messages": USER}
     )
     assert response.status_code == 502
-    assert account(gateway, account_id) | {"id": 0, "name": 0, "markup": 0} == {
-        "id": 0,
-        "name": 0,
-        "markup": 0,
-        "balance": "1.000000",
-        "reserved": "0.000000",
-    }
+    body = account(gateway, account_id)
+    assert (body["balance"], body["reserved"]) == ("1.000000", "0.000000")
     assert key_usage(gateway, key_id) == []
 
 

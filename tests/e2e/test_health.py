@@ -59,7 +59,16 @@ def test_admin_providers_shows_health_and_no_secrets(gateway: RunningGateway) ->
     body = response.json()
     assert "sk-" not in response.text  # upstream keys are labels only
     keys = {p["name"]: p["keys"] for p in body["providers"]}
-    assert keys["openai-a"] == [{"label": "openai-a#0", "weight": 1, "rpm": None, "tpm": None}]
+    assert keys["openai-a"] == [
+        {
+            "label": "openai-a#0",
+            "weight": 1,
+            "rpm": None,
+            "tpm": None,
+            "state": "ready",
+            "available_in_s": 0.0,
+        }
+    ]
     row = next(d for d in body["deployments"] if d["model"] == "gpt-mini")
     assert row["circuit"] == "closed"
     assert row["requests"] >= 1 and row["latency_ms"] > 0

@@ -13,6 +13,7 @@ import pytest
 from tests.upstreams.openai_wire import Flavor, StandInUpstream, run_in_thread
 from tokenyard.errors import UpstreamError, UpstreamRejected, UpstreamTimeout
 from tokenyard.providers.base import Call
+from tokenyard.providers.failure import parse_duration
 from tokenyard.providers.openai import OpenAIProvider
 from tokenyard.providers.vendors import GENERIC, VENDORS, vendor_for
 
@@ -134,6 +135,52 @@ def test_failures_are_classified(
     assert isinstance(error, UpstreamRejected) is (not retryable)
     if status == 429:
         assert error.retry_after_s == 1.0
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({"x-ratelimit-reset-requests": "1s", "x-ratelimit-reset-tokens": "6m0s"}, 1.0),
+        (
+            {
+                "x-ratelimit-remaining-requests": "17",
+                "x-ratelimit-remaining-tokens": "0",
+                "x-ratelimit-reset-requests": "120ms",
+                "x-ratelimit-reset-tokens": "1m30.5s",
+            },
+            90.5,
+        ),
+        ({"Retry-After": "3", "x-ratelimit-reset-requests": "20s"}, 3.0),
+        ({"retry-after-ms": "250", "Retry-After": "3"}, 0.25),
+        ({"x-ratelimit-reset-requests": "soon"}, None),
+    ],
+)
+def test_a_429_is_cooled_for_what_the_rate_limit_headers_say(
+    standin: tuple[StandInUpstream, str], headers: dict[str, str], seconds: float | None
+) -> None:
+    upstream, url = standin
+    upstream.fail_next(429, headers=headers)
+
+    async def run(provider: OpenAIProvider) -> UpstreamError:
+        with pytest.raises(UpstreamError) as caught:
+            await provider.chat(
+                Call(body={"messages": USER}, upstream_model="gpt-4o-mini", api_key="sk-unit")
+            )
+        return caught.value
+
+    error = with_provider(url, run)
+    if seconds is None:
+        assert error.retry_after_s is None
+    else:
+        assert error.retry_after_s == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("6m0s", 360.0), ("1.5s", 1.5), ("20ms", 0.02), ("1h2m3s", 3723.0), ("", None), ("5", None)],
+)
+def test_go_durations(text: str, seconds: float | None) -> None:
+    assert parse_duration(text) == (pytest.approx(seconds) if seconds is not None else None)
 
 
 def test_wrong_upstream_key_is_retryable_and_scrubbed(standin: tuple[StandInUpstream, str]) -> None:

@@ -495,3 +495,51 @@ def test_the_circuit_reads_as_its_value() -> None:
     assert isinstance(Circuit.HALF_OPEN, str)
     assert str(Circuit.HALF_OPEN) == "half_open"
     assert Circuit("open") is Circuit.OPEN
+
+
+# -- sharing with other processes --------------------------------------------------------
+
+
+def test_opens_and_closes_are_announced_but_applied_moves_are_not() -> None:
+    clock = FakeClock()
+    moves: list[tuple[str, Circuit, float]] = []
+    health = HealthBook(HealthPolicy(open_s=10.0), clock, on_change=lambda *m: moves.append(m))
+    open_circuit(health, clock)
+    assert moves == [(D, Circuit.OPEN, 10.0)]
+    clock.advance(10.0)
+    assert health.acquire(D)  # the probe
+    succeed(health, 1)
+    assert moves[-1] == (D, Circuit.CLOSED, 0.0)
+    health.apply("other/model", Circuit.OPEN, 5.0)
+    health.apply("other/model", Circuit.CLOSED)
+    assert len(moves) == 2
+
+
+def test_a_circuit_opened_elsewhere_is_skipped_and_probed_here_only_after_a_grace() -> None:
+    clock = FakeClock()
+    health = book(clock)
+    health.apply(D, Circuit.OPEN, 10.0)
+    assert not health.available(D)
+    clock.advance(10.0)
+    assert not health.available(D)  # the process that opened it probes first
+    clock.advance(5.0)
+    assert health.acquire(D)  # it did not close it in time (died?): probe from here
+    assert not health.available(D)
+
+
+def test_a_close_announced_elsewhere_closes_here_at_once() -> None:
+    clock = FakeClock()
+    health = book(clock)
+    open_circuit(health, clock)
+    health.apply(D, Circuit.CLOSED)
+    assert health.available(D)
+    assert health.snapshot(D).circuit is Circuit.CLOSED
+
+
+def test_an_earlier_remote_open_never_shortens_a_local_one() -> None:
+    clock = FakeClock()
+    health = book(clock, open_s=100.0, max_open_s=100.0)
+    open_circuit(health, clock)
+    health.apply(D, Circuit.OPEN, 1.0)
+    clock.advance(50.0)
+    assert not health.available(D)

@@ -66,3 +66,46 @@ def test_regions_and_windows_leave_attempts_out() -> None:
     assert route(Wishes(regions=frozenset({"cn"}), prompt_tokens=10)) == ["big-c"]
     assert route(Wishes(prompt_tokens=5000)) in (["big-a", "big-c"], ["big-c", "big-a"])
     assert route(Wishes(prompt_tokens=500_000)) == []
+
+
+FASTEST = """
+providers:
+  a: {api: simulator}
+  b: {api: simulator}
+  c: {api: simulator}
+models:
+  quick:
+    policy: fastest
+    deployments:
+      - {provider: a, model: m, price: {input: 1}}
+      - {provider: b, model: m, price: {input: 1}}
+      - {provider: c, model: m, price: {input: 1}}
+"""
+fastest_catalog = Catalog(parse_config(FASTEST, {}))
+
+
+def fastest(speeds: dict[str, float | None] | None) -> list[str]:
+    model = fastest_catalog.get("quick")
+    assert model is not None
+    speed = None if speeds is None else speeds.get
+    return [a.deployment.provider for a in plan(fastest_catalog, model, speed=speed)]
+
+
+def test_fastest_orders_by_measured_speed() -> None:
+    assert fastest({"a/m": 900.0, "b/m": 120.0, "c/m": 400.0}) == ["b", "c", "a"]
+
+
+def test_fastest_tries_the_unmeasured_first_in_configured_order() -> None:
+    # b and c have never answered: each gets measured once before speed decides.
+    assert fastest({"a/m": 50.0}) == ["b", "c", "a"]
+    assert fastest({"c/m": 10.0, "a/m": 20.0}) == ["b", "c", "a"]
+
+
+def test_fastest_puts_a_deployment_that_only_failed_last() -> None:
+    assert fastest({"a/m": float("inf"), "b/m": 300.0}) == ["c", "b", "a"]
+
+
+def test_fastest_keeps_the_configured_order_without_speeds_or_on_ties() -> None:
+    assert fastest(None) == ["a", "b", "c"]
+    assert fastest({}) == ["a", "b", "c"]
+    assert fastest({"a/m": 100.0, "b/m": 100.0, "c/m": 100.0}) == ["a", "b", "c"]

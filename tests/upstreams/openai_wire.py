@@ -150,7 +150,9 @@ class StandInUpstream:
     """Deterministic OpenAI-wire upstream of one flavour, for the gateway's end-to-end tests.
 
     ``fail_next`` / ``stall_next`` apply to the next chat or embedding requests (not to
-    ``GET /models``); ``break_stream_next`` applies to the next *streamed* chat answer.
+    ``GET /models``); ``break_stream_next`` and ``stall_stream_next`` (headers at once, the
+    first chunk only after a pause) apply to the next *streamed* chat answer. ``cancelled``
+    counts the chat requests whose client went away before the answer was complete.
     """
 
     def __init__(self, flavor: Flavor = Flavor.OPENAI, api_key: str | None = "sk-test") -> None:
@@ -162,6 +164,8 @@ class StandInUpstream:
         self._failures: deque[_Failure] = deque()
         self._stalls: deque[float] = deque()
         self._breaks: deque[int] = deque()
+        self._stream_stalls: deque[float] = deque()
+        self.cancelled = 0
         self._lock = threading.Lock()
         self._runner: web.AppRunner | None = None
         self._seq = 0
@@ -210,6 +214,11 @@ class StandInUpstream:
         with self._lock:
             self._breaks.append(after_chunks)
 
+    def stall_stream_next(self, seconds: float) -> None:
+        """Send the next stream's headers at once but its first chunk only after ``seconds``."""
+        with self._lock:
+            self._stream_stalls.append(seconds)
+
     def reset(self) -> None:
         """Forget recorded requests and every queued failure, stall and break."""
         with self._lock:
@@ -217,6 +226,8 @@ class StandInUpstream:
             self._failures.clear()
             self._stalls.clear()
             self._breaks.clear()
+            self._stream_stalls.clear()
+            self.cancelled = 0
 
     def _pop(self, queue: deque[_T]) -> _T | None:
         with self._lock:
@@ -260,6 +271,14 @@ class StandInUpstream:
 
     # ------------------------------------------------------------------ chat
     async def _chat(self, request: web.Request) -> web.StreamResponse:
+        try:
+            return await self._chat_answer(request)
+        except asyncio.CancelledError:  # handler_cancellation: the client closed the connection
+            with self._lock:
+                self.cancelled += 1
+            raise
+
+    async def _chat_answer(self, request: web.Request) -> web.StreamResponse:
         body, early = await self._prelude(request, injectable=True)
         if early is not None:
             return early
@@ -415,6 +434,8 @@ class StandInUpstream:
         if self.flavor is Flavor.DEEPSEEK:
             await response.write(b": keep-alive\n\n: keep-alive\n\n")
         chunks = list(self._chunks(body, base, answer, n, usage))
+        if (stall := self._pop(self._stream_stalls)) is not None:
+            await asyncio.sleep(stall)
         break_after = self._pop(self._breaks)
         if break_after is not None:
             chunks = chunks[: max(break_after, 0)]

@@ -54,9 +54,42 @@ def _print(value: object) -> None:
     print(dumps(value).decode())
 
 
+def _regions(text: str | None) -> list[str] | None:
+    """``--regions eu,us`` as a sorted list; absent or ``none`` means any region."""
+    if text is None or text.strip().lower() in ("", "none", "any"):
+        return None
+    return sorted({r.strip() for r in text.split(",") if r.strip()}) or None
+
+
+def _listed(regions: tuple[str, ...] | None) -> list[str] | None:
+    return list(regions) if regions is not None else None
+
+
 async def accounts_create(tools: Tools, args: argparse.Namespace) -> int:
-    account = await tools.accounts.create_account(args.name, markup=args.markup)
-    _print({"id": account.id, "name": account.name, "balance": format_nano(0)})
+    account = await tools.accounts.create_account(
+        args.name, markup=args.markup, regions=_regions(args.regions)
+    )
+    _print(
+        {
+            "id": account.id,
+            "name": account.name,
+            "balance": format_nano(0),
+            "regions": _listed(account.regions),
+        }
+    )
+    return 0
+
+
+async def accounts_set_regions(tools: Tools, args: argparse.Namespace) -> int:
+    account = await tools.identity.set_account_regions(args.account, _regions(args.regions))
+    if account is None:
+        print(f"no account {args.account}", file=sys.stderr)
+        return 1
+    _print({"id": account.id, "regions": _listed(account.regions)})
+    print(
+        "running gateways apply it within 10 s (PATCH /admin/accounts/{id} applies it at once)",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -79,6 +112,7 @@ async def accounts_show(tools: Tools, args: argparse.Namespace) -> int:
             "id": account.id,
             "name": account.name,
             "markup": account.markup,
+            "regions": _listed(account.regions),
             "balance": format_nano(account.balance_nano),
             "reserved": format_nano(account.reserved_nano),
             "keys": [_key_json(k) for k in await tools.accounts.list_keys(account.id)],
@@ -93,6 +127,7 @@ def _key_json(key: KeyRow) -> dict[str, object]:
         "prefix": key.prefix,
         "name": key.name,
         "models": list(key.models) if key.models is not None else None,
+        "regions": _listed(key.regions),
         "rpm": key.rpm,
         "tpm": key.tpm,
         "budget": format_nano(key.budget_nano) if key.budget_nano is not None else None,
@@ -102,8 +137,15 @@ def _key_json(key: KeyRow) -> dict[str, object]:
 
 
 async def keys_create(tools: Tools, args: argparse.Namespace) -> int:
-    if await tools.accounts.get_account(args.account) is None:
+    account = await tools.accounts.get_account(args.account)
+    if account is None:
         print(f"no account {args.account}", file=sys.stderr)
+        return 1
+    regions = _regions(args.regions)
+    if regions and account.regions is not None and not set(regions) & set(account.regions):
+        print(
+            f"no region in common with the account's ({','.join(account.regions)})", file=sys.stderr
+        )
         return 1
     issued = await tools.identity.issue_key(
         account_id=args.account,
@@ -112,6 +154,7 @@ async def keys_create(tools: Tools, args: argparse.Namespace) -> int:
         rpm=args.rpm,
         tpm=args.tpm,
         budget_nano=parse_amount(args.budget) if args.budget else None,
+        regions=regions,
     )
     _print({"id": issued.row.id, "key": issued.key, "prefix": issued.row.prefix})
     return 0
@@ -224,8 +267,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     created = command(accounts, "create", accounts_create, "create an account")
     created.add_argument("name")
     created.add_argument("--markup", help="this account's markup, e.g. 0.2")
+    created.add_argument("--regions", help="data residency for all its keys, e.g. eu,us")
     command(accounts, "list", accounts_list, "list accounts: id, balance, reserved, name")
     command(accounts, "show", accounts_show, "one account and its keys").add_argument("account")
+    resided = command(accounts, "set-regions", accounts_set_regions, "change its residency")
+    resided.add_argument("account")
+    resided.add_argument("regions", help="e.g. eu,us; none lifts the restriction")
 
     keys = sub.add_parser("keys", help="client keys").add_subparsers(required=True)
     made = command(keys, "create", keys_create, "issue a key (printed once)")
@@ -235,6 +282,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     made.add_argument("--rpm", type=int)
     made.add_argument("--tpm", type=int)
     made.add_argument("--budget")
+    made.add_argument("--regions", help="data residency, e.g. eu,us (within the account's)")
     command(keys, "list", keys_list, "list keys").add_argument("--account")
     command(keys, "revoke", keys_revoke, "revoke a key").add_argument("key")
 

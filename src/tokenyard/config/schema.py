@@ -74,9 +74,12 @@ class ModelConfig(Strict):
     tier: Tier = "standard"
     description: str | None = None
     deployments: list[DeploymentConfig] = Field(min_length=1)
-    policy: Literal["ordered", "weighted", "cheapest"] = "ordered"
+    policy: Literal["ordered", "weighted", "cheapest", "fastest"] = "ordered"
     """In which order the deployments are tried (the fallbacks follow)."""
     fallbacks: list[str] = Field(default_factory=list)
+    hedge_after_ms: int | None = Field(default=None, ge=0)
+    """When an attempt at this model has not answered (streams: no first chunk) after this
+    long, the next attempt of the plan starts alongside it; the first to answer wins."""
 
 
 class BillingConfig(Strict):
@@ -107,6 +110,16 @@ class HealthConfig(Strict):
     max_open_s: Positive = 300
 
 
+class RoutingConfig(Strict):
+    """What one request may spend before its first byte reaches the client, across every
+    attempt: the failover loop must end even when every upstream is slow or failing."""
+
+    deadline_s: Positive = 600
+    """Not shorter than a provider's default ``timeout_s``: one long unstreamed answer fits."""
+    max_attempts: int = Field(default=5, ge=1)
+    """Upstream calls, key retries and hedges included."""
+
+
 class ServerConfig(Strict):
     max_body_bytes: int = Field(default=32 * MIB, ge=1024)
 
@@ -119,6 +132,7 @@ class Config(Strict):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     payments: PaymentsConfig = Field(default_factory=PaymentsConfig)

@@ -5,6 +5,7 @@ upstream could fix), charge the real cost, release the rest."""
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -12,6 +13,7 @@ from decimal import Decimal
 from typing import Generic, TypeVar
 
 from tokenyard.billing.wallet import Payer, Wallet
+from tokenyard.config.schema import RoutingConfig
 from tokenyard.errors import (
     ContextLengthExceeded,
     InvalidRequest,
@@ -21,6 +23,7 @@ from tokenyard.errors import (
     TokenyardError,
 )
 from tokenyard.gateway.attempts import Attempter
+from tokenyard.gateway.budget import Budget
 from tokenyard.gateway.passthrough import (
     RawResponse,
     SpeaksMessages,
@@ -80,6 +83,7 @@ class Gateway:
         default_max_output: int,
         rng: random.Random | None = None,
         health: HealthBook | None = None,
+        routing: RoutingConfig | None = None,
     ):
         self.catalog = catalog
         self._providers = providers
@@ -90,7 +94,9 @@ class Gateway:
         self._default_max_output = default_max_output
         self._rng = rng or random.Random()  # noqa: S311 — load spreading, not security
         self.health = health or HealthBook()
-        self._attempter = Attempter(providers, pools, self.health)
+        routing = routing or RoutingConfig()
+        budget = Budget(deadline_s=routing.deadline_s, max_attempts=routing.max_attempts)
+        self._attempter = Attempter(providers, pools, self.health, budget)
 
     def resolve(self, principal: Principal, name: str, kind: str) -> PublicModel:
         model = self.catalog.get(name)
@@ -125,7 +131,7 @@ class Gateway:
         prompt = wishes.prompt_tokens
         await self._admit(principal, prompt)
         payer = self.payer(principal)
-        attempts = plan(self.catalog, model, wishes, self._rng)
+        attempts = plan(self.catalog, model, wishes, self._rng, speed=self._speed)
         if not attempts:
             raise self._nothing_fits(model, wishes)
         prices = {a.deployment.price for a in attempts}
@@ -139,6 +145,16 @@ class Gateway:
             await self._wallet.release(held)
             raise
         return Run(payer, held, attempt, result, calls)
+
+    def _speed(self, deployment: str) -> float | None:
+        """What the ``fastest`` policy ranks by: the deployment's smoothed time to first
+        token, else its latency; None when never measured; infinite when it has only failed
+        lately (so that a broken deployment does not pass for an unmeasured one)."""
+        seen = self.health.snapshot(deployment)
+        speed = seen.ttft_ms if seen.ttft_ms is not None else seen.latency_ms
+        if speed is None and seen.failures:
+            return math.inf
+        return speed
 
     async def _settle(
         self, held: HeldReservation, payer: Payer, attempt: Attempt, usage: Usage
@@ -159,6 +175,8 @@ class Gateway:
 
     def parse_chat(self, principal: Principal, body: JSONObject) -> tuple[ChatRequest, PublicModel]:
         request = parse_chat(body)
+        # Residency first: `auto`'s ranking and the plan then see only the allowed regions.
+        request = replace(request, regions=principal.narrow_regions(request.regions))
         fallbacks = tuple(self.resolve(principal, name, "chat") for name in request.fallback_models)
         tier = parse_auto(request.model)
         if tier is not False:
@@ -346,9 +364,8 @@ class Gateway:
             estimate_text_tokens(t) if isinstance(t, str) else len(t) if isinstance(t, list) else 1
             for t in items
         )
-        run = await self._run(
-            request_id, principal, model, body, call, wishes=Wishes(prompt_tokens=prompt)
-        )
+        wishes = Wishes(regions=principal.regions, prompt_tokens=prompt)  # residency
+        run = await self._run(request_id, principal, model, body, call, wishes=wishes)
         result = run.result
         cost = await self._settle(run.held, run.payer, run.attempt, result.usage)
         served = Served(run.attempt.model.name, run.attempt.deployment.provider, run.calls, cost)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Protocol
 
-from tokenyard.errors import AuthenticationFailed, PermissionDenied
+from tokenyard.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from tokenyard.identity.keys import KEY_MARK, generate_key, hash_key, visible_prefix
 from tokenyard.identity.revocation import RevocationEpoch
 from tokenyard.store.accounts import AccountRow, KeyRow
@@ -33,6 +33,28 @@ class Principal:
     budget_nano: int | None
     expires_at: float | None  # epoch seconds
     markup: Decimal | None = None  # the account's own markup, when it has one
+    regions: frozenset[str] | None = None
+    """Residency: the regions this key may be served in (the key's own setting intersected
+    with its account's); None when neither restricts it."""
+
+    def narrow_regions(self, requested: frozenset[str] | None) -> frozenset[str] | None:
+        """The regions a request may be served in: what it asks for (``routing.regions``)
+        within the residency. A request can narrow its residency, never widen it: regions
+        outside it are dropped, and a request that names only such regions is refused rather
+        than silently served somewhere it did not ask for."""
+        if self.regions is None:
+            return requested
+        if requested is None:
+            return self.regions
+        allowed = requested & self.regions
+        if requested and not allowed:
+            listed = ", ".join(sorted(self.regions)) or "none"
+            raise InvalidRequest(
+                f"routing.regions names only regions outside this key's data residency; "
+                f"allowed regions: {listed}",
+                param="routing.regions",
+            )
+        return allowed
 
     def check_model(self, model: str) -> None:
         if self.models is not None and model not in self.models:
@@ -43,9 +65,15 @@ class Principal:
 
 
 class AccountStore(Protocol):
-    async def create_account(self, name: str, markup: str | None = None) -> AccountRow: ...
+    async def create_account(
+        self, name: str, markup: str | None = None, regions: Sequence[str] | None = None
+    ) -> AccountRow: ...
 
     async def get_account(self, account_id: str) -> AccountRow | None: ...
+
+    async def update_account_regions(
+        self, account_id: str, regions: Sequence[str] | None
+    ) -> AccountRow | None: ...
 
     async def create_key(
         self,
@@ -59,6 +87,7 @@ class AccountStore(Protocol):
         tpm: int | None,
         budget_nano: int | None,
         expires_at: datetime | None,
+        regions: Sequence[str] | None = None,
     ) -> KeyRow: ...
 
     async def key_by_hash(self, key_hash: str) -> KeyRow | None: ...
@@ -66,6 +95,16 @@ class AccountStore(Protocol):
     async def key_by_id(self, key_id: str) -> KeyRow | None: ...
 
     async def revoke_key(self, key_id: str) -> bool: ...
+
+
+def residency(key: Sequence[str] | None, account: Sequence[str] | None) -> frozenset[str] | None:
+    """Where a key may be served: in the regions both it and its account allow (either
+    alone when only one is set; None when neither restricts it)."""
+    if key is None:
+        return frozenset(account) if account is not None else None
+    if account is None:
+        return frozenset(key)
+    return frozenset(key) & frozenset(account)
 
 
 def _principal(row: KeyRow) -> Principal:
@@ -79,6 +118,7 @@ def _principal(row: KeyRow) -> Principal:
         budget_nano=row.budget_nano,
         expires_at=row.expires_at.timestamp() if row.expires_at else None,
         markup=Decimal(row.account_markup) if row.account_markup is not None else None,
+        regions=residency(row.regions, row.account_regions),
     )
 
 
@@ -136,6 +176,7 @@ class Identity:
         tpm: int | None = None,
         budget_nano: int | None = None,
         expires_at: datetime | None = None,
+        regions: Sequence[str] | None = None,
     ) -> IssuedKey:
         key = generate_key()
         row = await self.store.create_key(
@@ -148,6 +189,7 @@ class Identity:
             tpm=tpm,
             budget_nano=budget_nano,
             expires_at=expires_at.astimezone(UTC) if expires_at else None,
+            regions=regions,
         )
         return IssuedKey(row=row, key=key)
 
@@ -157,3 +199,19 @@ class Identity:
             self._cache = {h: e for h, e in self._cache.items() if e[0].key_id != key_id}
             self._epoch.bump()
         return revoked
+
+    async def set_account_regions(
+        self, account_id: str, regions: Sequence[str] | None
+    ) -> AccountRow | None:
+        """Change an account's residency and make every process see it at once: the same
+        path as a revocation (the epoch bump clears every process's key cache, across
+        machines too when Redis carries it), so no cached key keeps its wider regions for
+        up to REVALIDATE_S. None when there is no such account."""
+        account = await self.store.update_account_regions(account_id, regions)
+        if account is not None:
+            self._drop_account(account_id)
+            self._epoch.bump()
+        return account
+
+    def _drop_account(self, account_id: str) -> None:
+        self._cache = {h: e for h, e in self._cache.items() if e[0].account_id != account_id}

@@ -15,7 +15,7 @@ import aiohttp
 
 from tokenyard.errors import UpstreamError, UpstreamTimeout
 from tokenyard.providers.base import Call, ChatResult, EmbeddingResult
-from tokenyard.providers.failure import from_status, scrub
+from tokenyard.providers.failure import from_status, openai_retry_after, scrub
 from tokenyard.providers.http import UpstreamHttp
 from tokenyard.providers.vendors import VendorSpec
 from tokenyard.wire.json import JSONDecodeError, JSONObject, dumps, loads
@@ -109,7 +109,7 @@ class OpenAIProvider:
             body,
             provider=self.name,
             secret=secret,
-            retry_after=headers.get("Retry-After"),
+            retry_after_s=openai_retry_after(headers),
         )
 
     async def _post(

@@ -18,6 +18,12 @@ circuit opened) feed the statistics but move nothing. The caller must end every 
 attempt with ``success``, ``failure`` or ``release`` (in a ``finally``), or the probe slot
 stays taken.
 
+Across processes (with Redis) the *state* is shared, not the evidence: each process opens a
+circuit on what it saw itself, and announces every open and close through ``on_change``;
+:meth:`HealthBook.apply` takes in what another process announced. The process that opened a
+circuit probes it first: the others wait half a cool-off longer before they probe, in case it
+died (docs/decisions/0009).
+
 Pure: the clock is injected, nothing here does I/O or keeps global state.
 """
 
@@ -94,6 +100,7 @@ def _ewma(previous: float | None, sample: float, alpha: float) -> float:
 class _State:
     """The mutable record of one deployment; only :class:`HealthBook` touches it."""
 
+    name: str
     open_s: float
     circuit: Circuit = Circuit.CLOSED
     latency_ms: float | None = None
@@ -107,6 +114,11 @@ class _State:
 
 
 _DEFAULT_POLICY = HealthPolicy()
+REMOTE_GRACE = 1.5
+"""A circuit opened elsewhere is probed here only after this many of its cool-offs."""
+
+CircuitListener = Callable[[str, Circuit, float], None]
+"""Told (deployment, OPEN or CLOSED, cool-off seconds) when this process moves a circuit."""
 
 
 class HealthBook:
@@ -114,10 +126,12 @@ class HealthBook:
         self,
         policy: HealthPolicy = _DEFAULT_POLICY,
         clock: Callable[[], float] = time.monotonic,
+        on_change: CircuitListener | None = None,
     ) -> None:
         self._policy = policy
         self._clock = clock
         self._states: dict[str, _State] = {}
+        self.on_change = on_change
 
     # -- asking ---------------------------------------------------------------------------
 
@@ -212,12 +226,25 @@ class HealthBook:
         if state is not None:
             state.probing = False
 
+    def apply(self, deployment: str, circuit: Circuit, open_s: float = 0.0) -> None:
+        """Take in a circuit move another process announced (never announced again)."""
+        state = self._state(deployment)
+        now = self._clock()
+        if circuit is Circuit.OPEN:
+            retry_at = now + open_s * REMOTE_GRACE
+            if state.circuit is not Circuit.OPEN or (state.retry_at or 0.0) < retry_at:
+                state.circuit, state.retry_at = Circuit.OPEN, retry_at
+                state.open_s = max(state.open_s, open_s)
+                state.consecutive, state.probing = 0, False
+        elif state.circuit is not Circuit.CLOSED:
+            self._close(state, announce=False)
+
     # -- internals ------------------------------------------------------------------------
 
     def _state(self, deployment: str) -> _State:
         state = self._states.get(deployment)
         if state is None:
-            state = self._states[deployment] = _State(open_s=self._policy.open_s)
+            state = self._states[deployment] = _State(deployment, open_s=self._policy.open_s)
         return state
 
     def _advance(self, state: _State, now: float) -> None:
@@ -253,8 +280,9 @@ class HealthBook:
         state.retry_at = now + open_s
         state.consecutive = 0
         state.probing = False
+        self._announce(state, Circuit.OPEN, open_s)
 
-    def _close(self, state: _State) -> None:
+    def _close(self, state: _State, *, announce: bool = True) -> None:
         state.circuit = Circuit.CLOSED
         state.open_s = self._policy.open_s
         state.retry_at = None
@@ -262,3 +290,9 @@ class HealthBook:
         state.probing = False
         state.results.clear()
         state.failures = 0
+        if announce:
+            self._announce(state, Circuit.CLOSED, 0.0)
+
+    def _announce(self, state: _State, circuit: Circuit, open_s: float) -> None:
+        if self.on_change is not None:
+            self.on_change(state.name, circuit, open_s)

@@ -1,16 +1,20 @@
 """The ordered list of attempts for one request.
 
 The requested model's deployments (in the order of its policy: as configured, weighted at
-random, or cheapest first), then each of its fallback models, then the models the request
-itself lists (OpenRouter's ``models``). Deployments outside the request's regions are left
-out, and so are models whose context window is smaller than the prompt. (Health, `auto`
-and hedging arrive with the rest of issue 5.)
+random, cheapest first, or fastest first), then each of its fallback models, then the models
+the request itself lists (OpenRouter's ``models``). Deployments outside the request's regions
+are left out, and so are models whose context window is smaller than the prompt. Health
+(open circuits last) and hedging are the attempt loop's business (gateway/attempts.py).
+
+``fastest`` reads live speed through a ``speed`` function (deployment key → milliseconds, or
+None when never measured), which the gateway builds from its health book: the plan stays a
+pure function of what it is given, and a test passes any speeds it likes.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tokenyard.routing.catalog import Catalog, Deployment, PublicModel
@@ -21,6 +25,11 @@ from tokenyard.wire.usage import Usage
 class Attempt:
     model: PublicModel
     deployment: Deployment
+
+
+Speed = Callable[[str], float | None]
+"""A deployment's expected time to its first token in ms (lower is faster); None when it
+has never been measured."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +52,28 @@ def _chain(catalog: Catalog, model: PublicModel, extra: Sequence[PublicModel]) -
     return chain
 
 
-def _ordered(model: PublicModel, wishes: Wishes, rng: random.Random) -> list[Deployment]:
+def _fastest(deployments: list[Deployment], speed: Speed | None) -> list[Deployment]:
+    """Fastest first; deployments never measured go before all others (in configured order),
+    so that each gets measured once instead of never being tried again."""
+    if speed is None:
+        return deployments
+    known = {d.key: speed(d.key) for d in deployments}
+
+    def rank(d: Deployment) -> tuple[bool, float]:
+        ms = known[d.key]
+        return (ms is not None, 0.0 if ms is None else ms)
+
+    return sorted(deployments, key=rank)  # stable: ties keep the configured order
+
+
+def _ordered(
+    model: PublicModel, wishes: Wishes, rng: random.Random, speed: Speed | None
+) -> list[Deployment]:
     deployments = list(model.deployments)
     policy = model.config.policy
-    if policy == "cheapest":
+    if policy == "fastest":
+        deployments = _fastest(deployments, speed)
+    elif policy == "cheapest":
         usage = Usage(prompt_tokens=wishes.prompt_tokens, completion_tokens=wishes.output_tokens)
         deployments.sort(key=lambda d: d.price.provider_cost(usage))
     elif policy == "weighted" and len(deployments) > 1:
@@ -65,14 +92,18 @@ def plan(
     model: PublicModel,
     wishes: Wishes | None = None,
     rng: random.Random | None = None,
+    speed: Speed | None = None,
 ) -> list[Attempt]:
+    """The attempts in the order to try them. Without ``speed``, ``fastest`` keeps the
+    configured order."""
     wishes = wishes or Wishes()
+    rng = rng or random.Random()  # noqa: S311 — load spreading, not security
     attempts: list[Attempt] = []
     for candidate in _chain(catalog, model, wishes.models):
         window = candidate.config.context_window
         if window is not None and wishes.prompt_tokens > window:
             continue
-        for deployment in _ordered(candidate, wishes, rng or random.Random()):  # noqa: S311
+        for deployment in _ordered(candidate, wishes, rng, speed):
             if wishes.regions is None or deployment.region in wishes.regions:
                 attempts.append(Attempt(candidate, deployment))
     return attempts

@@ -15,7 +15,7 @@ from tokenyard.gateway.flow import Gateway
 from tokenyard.identity.service import Identity
 from tokenyard.routing.health import Snapshot
 from tokenyard.server.http import bearer, json_response, read_json
-from tokenyard.server.state import ADMIN_KEY, CONFIG, GATEWAY, IDENTITY, LEDGER, REPORTS
+from tokenyard.server.state import ADMIN_KEY, CONFIG, GATEWAY, IDENTITY, LEDGER, POOLS, REPORTS
 from tokenyard.store.accounts import AccountRow
 from tokenyard.store.ledger import DuplicateReference
 from tokenyard.store.reports import UsageFilter
@@ -74,6 +74,32 @@ def _models(body: JSONObject, gateway: Gateway) -> list[str] | None:
     return list(value)
 
 
+def _regions(body: JSONObject, gateway: Gateway) -> list[str] | None:
+    """A residency setting: a non-empty list of region tags that some deployment carries
+    (a typo would otherwise leave a key that nothing can serve), or null for any region."""
+    value = body.get("regions")
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(r, str) and r.strip() and len(r) <= 100 for r in value)
+    ):
+        raise InvalidRequest(
+            "regions must be a non-empty array of region names, or null for any region",
+            param="regions",
+        )
+    known = {d.region for m in gateway.catalog.models.values() for d in m.deployments}
+    unknown = sorted(set(value) - known)
+    if unknown:
+        listed = ", ".join(sorted(r for r in known if r)) or "none"
+        raise InvalidRequest(
+            f"unknown regions: {', '.join(unknown)} (the deployments' regions: {listed})",
+            param="regions",
+        )
+    return sorted(set(value))
+
+
 def _expiry(body: JSONObject) -> datetime | None:
     value = body.get("expires_at")
     if value is None:
@@ -107,6 +133,7 @@ def _account_json(account: AccountRow) -> JSONObject:
         "balance": format_nano(account.balance_nano),
         "reserved": format_nano(account.reserved_nano),
         "markup": account.markup,
+        "regions": list(account.regions) if account.regions is not None else None,
     }
 
 
@@ -115,8 +142,32 @@ async def create_account(request: web.Request) -> web.Response:
     body = await read_json(request)
     name = _text(body, "name")
     assert name is not None
-    account = await request.app[IDENTITY].store.create_account(name, markup=_markup(body))
+    account = await request.app[IDENTITY].store.create_account(
+        name, markup=_markup(body), regions=_regions(body, request.app[GATEWAY])
+    )
     return json_response(_account_json(account), status=201)
+
+
+async def update_account(request: web.Request) -> web.Response:
+    """Change an account's residency (``{"regions": [...]}``, or null to lift it). It takes
+    effect at once for every key of the account, in every process."""
+    _require_admin(request)
+    body = await read_json(request)
+    if "regions" not in body:
+        raise InvalidRequest(
+            "regions is required: an array of region names, or null for any region",
+            param="regions",
+        )
+    extra = sorted(set(body) - {"regions"})
+    if extra:
+        raise InvalidRequest(
+            f"only regions can be changed here, not {', '.join(extra)}", param=extra[0]
+        )
+    regions = _regions(body, request.app[GATEWAY])
+    account = await request.app[IDENTITY].set_account_regions(request.match_info["id"], regions)
+    if account is None:
+        raise NotFound("no such account")
+    return json_response(_account_json(account))
 
 
 async def credit_account(request: web.Request) -> web.Response:
@@ -234,14 +285,7 @@ async def get_account(request: web.Request) -> web.Response:
     account = await request.app[IDENTITY].store.get_account(request.match_info["id"])
     if account is None:
         raise NotFound("no such account")
-    return json_response(
-        {
-            "id": account.id,
-            "name": account.name,
-            "balance": format_nano(account.balance_nano),
-            "reserved": format_nano(account.reserved_nano),
-        }
-    )
+    return json_response(_account_json(account))
 
 
 async def create_key(request: web.Request) -> web.Response:
@@ -250,8 +294,20 @@ async def create_key(request: web.Request) -> web.Response:
     identity: Identity = request.app[IDENTITY]
     account_id = _text(body, "account_id")
     assert account_id is not None
-    if await identity.store.get_account(account_id) is None:
+    account = await identity.store.get_account(account_id)
+    if account is None:
         raise NotFound("no such account", param="account_id")
+    regions = _regions(body, request.app[GATEWAY])
+    if (
+        regions is not None
+        and account.regions is not None
+        and not set(regions) & set(account.regions)
+    ):
+        raise InvalidRequest(
+            f"regions shares no region with the account's residency "
+            f"({', '.join(account.regions)}): the key could never be served",
+            param="regions",
+        )
     issued = await identity.issue_key(
         account_id=account_id,
         name=_text(body, "name", required=False) or "default",
@@ -260,6 +316,7 @@ async def create_key(request: web.Request) -> web.Response:
         tpm=_positive_int(body, "tpm"),
         budget_nano=_amount(body, "budget"),
         expires_at=_expiry(body),
+        regions=regions,
     )
     row = issued.row
     return json_response(
@@ -270,6 +327,7 @@ async def create_key(request: web.Request) -> web.Response:
             "account_id": row.account_id,
             "name": row.name,
             "models": list(row.models) if row.models is not None else None,
+            "regions": list(row.regions) if row.regions is not None else None,
             "rpm": row.rpm,
             "tpm": row.tpm,
             "budget": format_nano(row.budget_nano) if row.budget_nano is not None else None,
@@ -291,6 +349,7 @@ async def providers(request: web.Request) -> web.Response:
     _require_admin(request)
     config = request.app[CONFIG]
     gateway = request.app[GATEWAY]
+    pools = request.app[POOLS]
     return json_response(
         {
             "providers": [
@@ -298,10 +357,7 @@ async def providers(request: web.Request) -> web.Response:
                     "name": name,
                     "api": provider.api,
                     "region": provider.region,
-                    "keys": [
-                        {"label": f"{name}#{i}", "weight": k.weight, "rpm": k.rpm, "tpm": k.tpm}
-                        for i, k in enumerate(provider.keys)
-                    ],
+                    "keys": pools[name].status(),
                 }
                 for name, provider in config.providers.items()
             ],
@@ -338,6 +394,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/admin/providers", providers)
     app.router.add_post("/admin/accounts", create_account)
     app.router.add_get("/admin/accounts/{id}", get_account)
+    app.router.add_patch("/admin/accounts/{id}", update_account)
     app.router.add_post("/admin/accounts/{id}/credits", credit_account)
     app.router.add_get("/admin/accounts/{id}/invoice", invoice)
     app.router.add_get("/admin/usage", usage)

@@ -25,6 +25,7 @@ from tokenyard.routing.health import HealthBook, HealthPolicy
 from tokenyard.server import admin_api, client_api, messages_api, payments_api
 from tokenyard.server.http import json_response
 from tokenyard.server.middleware import edge
+from tokenyard.server.sharing import share
 from tokenyard.server.state import (
     ADMIN_KEY,
     CONFIG,
@@ -33,6 +34,7 @@ from tokenyard.server.state import (
     IDENTITY,
     LEDGER,
     MAX_BODY,
+    POOLS,
     PROCESSORS,
     REPORTS,
     UPSTREAMS,
@@ -41,6 +43,7 @@ from tokenyard.store import Database
 from tokenyard.store.accounts import SqlAccounts
 from tokenyard.store.ledger import SqlLedger
 from tokenyard.store.limits import KeyLimiter, MemoryLimiter
+from tokenyard.store.redis_bus import RedisBus
 from tokenyard.store.redis_limits import RedisLimiter
 from tokenyard.store.reports import SqlReports
 
@@ -55,6 +58,20 @@ async def readyz(request: web.Request) -> web.Response:
     return json_response({"status": "database unreachable"}, status=503)
 
 
+def _capacity(
+    config: Config, rng: random.Random, limiter: KeyLimiter, epoch: RevocationEpoch
+) -> tuple[dict[str, KeyPool], HealthBook, RedisBus | None, RevocationEpoch]:
+    """Key pools and the health book; with Redis, shared with every other process."""
+    pools = {
+        name: KeyPool(name, p.keys, rng, windows=limiter) for name, p in config.providers.items()
+    }
+    health = HealthBook(HealthPolicy(**config.health.model_dump()))
+    bus = RedisBus(config.redis) if config.redis else None
+    if bus is not None:
+        epoch = share(bus, pools, health, epoch)
+    return pools, health, bus, epoch
+
+
 async def build_app(config: Config, *, epoch: RevocationEpoch | None = None) -> web.Application:
     """The gateway as an aiohttp application. Migrations are not run here: the CLI runs them
     once before any worker starts."""
@@ -65,8 +82,9 @@ async def build_app(config: Config, *, epoch: RevocationEpoch | None = None) -> 
     rng = random.Random()  # noqa: S311 — load spreading, not security
     app[DATABASE] = database
     app[UPSTREAMS] = upstreams
-    app[IDENTITY] = Identity(SqlAccounts(database.engine), epoch or MemoryEpoch())
     limiter: KeyLimiter = RedisLimiter(config.redis) if config.redis else MemoryLimiter()
+    pools, health, bus, epoch = _capacity(config, rng, limiter, epoch or MemoryEpoch())
+    app[IDENTITY] = Identity(SqlAccounts(database.engine), epoch)
     ledger = SqlLedger(database.engine)
     holds = database.hold_store()
     owner, host, pid = new_owner()
@@ -86,16 +104,18 @@ async def build_app(config: Config, *, epoch: RevocationEpoch | None = None) -> 
     app[PROCESSORS] = build_processors(config.payments, payment_session, time.time)
     app[REPORTS] = SqlReports(database.engine)
     app[CONFIG] = config
+    app[POOLS] = pools
     app[GATEWAY] = Gateway(
         catalog=Catalog(config),
         providers=upstreams.providers,
-        pools={name: KeyPool(name, p.keys, rng) for name, p in config.providers.items()},
+        pools=pools,
         wallet=wallet,
         limiter=limiter,
         markup=config.billing.markup,
         default_max_output=config.billing.default_max_output_tokens,
         rng=rng,
-        health=HealthBook(HealthPolicy(**config.health.model_dump())),
+        health=health,
+        routing=config.routing,
     )
     if config.admin_key:
         app[ADMIN_KEY] = config.admin_key
@@ -109,6 +129,8 @@ async def build_app(config: Config, *, epoch: RevocationEpoch | None = None) -> 
             await task
         await reaper.stop()
         await holds.close()
+        if bus is not None:
+            await bus.close()
         await limiter.close()
         await payment_session.close()
         await upstreams.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -94,10 +95,17 @@ def _model_entry(model: PublicModel) -> dict[str, object]:
     }
 
 
+def _usable(principal: Principal, model: PublicModel) -> bool:
+    """The key may use the model, and one of its deployments is inside the key's residency."""
+    return principal.may_use(model.name) and (
+        principal.regions is None or any(d.region in principal.regions for d in model.deployments)
+    )
+
+
 async def list_models(request: web.Request) -> web.Response:
     principal = await _principal(request)
     models = request.app[GATEWAY].catalog.models.values()
-    data = [_model_entry(m) for m in models if principal.may_use(m.name)]
+    data = [_model_entry(m) for m in models if _usable(principal, m)]
     return json_response({"object": "list", "data": data})
 
 
@@ -105,7 +113,7 @@ async def get_model(request: web.Request) -> web.Response:
     principal = await _principal(request)
     name = request.match_info["model"]
     model = request.app[GATEWAY].catalog.get(name)
-    if model is None or not principal.may_use(name):
+    if model is None or not _usable(principal, model):
         raise ModelNotFound(f"the model {name!r} does not exist", param="model")
     return json_response(_model_entry(model))
 
@@ -140,6 +148,7 @@ async def account(request: web.Request) -> web.Response:
                 "prefix": key_row.prefix,
                 "name": key_row.name,
                 "models": list(key_row.models) if key_row.models is not None else None,
+                "regions": sorted(principal.regions) if principal.regions is not None else None,
                 "rpm": key_row.rpm,
                 "tpm": key_row.tpm,
                 "budget": format_nano(key_row.budget_nano)
@@ -159,6 +168,7 @@ async def route(request: web.Request) -> web.Response:
     body = await read_json(request)
     gateway = request.app[GATEWAY]
     chat = parse_chat(body)
+    chat = replace(chat, regions=principal.narrow_regions(chat.regions))  # residency
     tier = parse_auto(chat.model)
     ranking = gateway.rank(principal, chat, tier if tier is not False else None)
     return json_response(

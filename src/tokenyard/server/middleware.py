@@ -35,7 +35,7 @@ def error_response(exc: TokenyardError, request_id: str) -> web.Response:
     headers = {REQUEST_ID: request_id}
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(exc.retry_after_s)
-    elif isinstance(exc, UpstreamError) and exc.status == 429 and exc.retry_after_s:
+    elif isinstance(exc, UpstreamError) and exc.status in (429, 503) and exc.retry_after_s:
         headers["Retry-After"] = str(int(exc.retry_after_s + 0.999))
     return json_response(exc.body(), status=exc.status, headers=headers)
 

@@ -8,6 +8,7 @@ from tokenyard.config import Config
 from tokenyard.gateway.flow import Gateway
 from tokenyard.identity.service import Identity
 from tokenyard.payments import Processor
+from tokenyard.pool.keys import KeyPool
 from tokenyard.providers.registry import Upstreams
 from tokenyard.store import Database
 from tokenyard.store.ledger import SqlLedger
@@ -23,3 +24,4 @@ REPORTS = web.AppKey("reports", SqlReports)
 ADMIN_KEY = web.AppKey("admin_key", str)
 MAX_BODY = web.AppKey("max_body_bytes", int)
 PROCESSORS = web.AppKey("processors", dict[str, Processor])
+POOLS = web.AppKey("pools", dict[str, KeyPool])

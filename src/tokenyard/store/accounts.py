@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -21,6 +22,7 @@ class AccountRow:
     balance_nano: int
     reserved_nano: int
     markup: str | None = None
+    regions: tuple[str, ...] | None = None  # residency; None: any region
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,8 @@ class KeyRow:
     revoked_at: datetime | None
     reserved_nano: int = 0
     account_markup: str | None = None  # the account's own markup, a decimal string
+    regions: tuple[str, ...] | None = None  # the key's own residency; None: any region
+    account_regions: tuple[str, ...] | None = None  # the account's residency
 
 
 def new_id(kind: str) -> str:
@@ -48,6 +52,27 @@ def new_id(kind: str) -> str:
 def _utc(value: datetime | None) -> datetime | None:
     # SQLite hands back naive datetimes; everything stored is UTC.
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+def _tags(value: object) -> tuple[str, ...] | None:
+    """A JSON list column as a tuple (None stays None: no restriction)."""
+    return tuple(str(v) for v in value) if isinstance(value, list) else None
+
+
+def _account_row(row: object) -> AccountRow:
+    m = row._mapping  # type: ignore[attr-defined]
+    return AccountRow(
+        m["id"], m["name"], m["balance_nano"], m["reserved_nano"], m["markup"], _tags(m["regions"])
+    )
+
+
+def _keys_with_account() -> Select[tuple[object, ...]]:
+    """Keys joined with what authentication needs of their account, so it is one query."""
+    return select(
+        api_keys,
+        accounts.c.markup.label("account_markup"),
+        accounts.c.regions.label("account_regions"),
+    ).join(accounts, accounts.c.id == api_keys.c.account_id)
 
 
 def _key_row(row: object) -> KeyRow:
@@ -67,6 +92,8 @@ def _key_row(row: object) -> KeyRow:
         revoked_at=_utc(m["revoked_at"]),
         reserved_nano=m["reserved_nano"],
         account_markup=m.get("account_markup"),
+        regions=_tags(m["regions"]),
+        account_regions=_tags(m.get("account_regions")),
     )
 
 
@@ -76,9 +103,12 @@ class SqlAccounts:
     def __init__(self, engine: AsyncEngine):
         self._engine = engine
 
-    async def create_account(self, name: str, markup: str | None = None) -> AccountRow:
+    async def create_account(
+        self, name: str, markup: str | None = None, regions: Sequence[str] | None = None
+    ) -> AccountRow:
         """A new account, with nothing in it: money comes only through the ledger."""
-        row = AccountRow(new_id("acct"), name, 0, 0, markup)
+        tags = tuple(regions) if regions is not None else None
+        row = AccountRow(new_id("acct"), name, 0, 0, markup, tags)
         try:
             async with self._engine.begin() as conn:
                 await conn.execute(
@@ -88,6 +118,7 @@ class SqlAccounts:
                         balance_nano=0,
                         reserved_nano=0,
                         markup=markup,
+                        regions=list(tags) if tags is not None else None,
                         created_at=datetime.now(UTC),
                     )
                 )
@@ -102,10 +133,25 @@ class SqlAccounts:
                 row = (await conn.execute(query)).first()
         except SQLAlchemyError as exc:
             raise _unavailable(exc) from None
-        if row is None:
-            return None
-        m = row._mapping
-        return AccountRow(m["id"], m["name"], m["balance_nano"], m["reserved_nano"], m["markup"])
+        return None if row is None else _account_row(row)
+
+    async def update_account_regions(
+        self, account_id: str, regions: Sequence[str] | None
+    ) -> AccountRow | None:
+        """Set (or, with None, lift) an account's residency; None when there is no such
+        account. Cached principals keep the old value until the caller announces it."""
+        stored = list(regions) if regions is not None else None
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    update(accounts).where(accounts.c.id == account_id).values(regions=stored)
+                )
+                row = (
+                    await conn.execute(select(accounts).where(accounts.c.id == account_id))
+                ).first()
+        except SQLAlchemyError as exc:
+            raise _unavailable(exc) from None
+        return None if row is None else _account_row(row)
 
     async def list_accounts(self) -> list[AccountRow]:
         query = select(accounts).order_by(accounts.c.created_at)
@@ -114,14 +160,10 @@ class SqlAccounts:
                 rows = (await conn.execute(query)).all()
         except SQLAlchemyError as exc:
             raise _unavailable(exc) from None
-        return [AccountRow(r.id, r.name, r.balance_nano, r.reserved_nano, r.markup) for r in rows]
+        return [_account_row(r) for r in rows]
 
     async def list_keys(self, account_id: str | None = None) -> list[KeyRow]:
-        query = (
-            select(api_keys, accounts.c.markup.label("account_markup"))
-            .join(accounts, accounts.c.id == api_keys.c.account_id)
-            .order_by(api_keys.c.created_at)
-        )
+        query = _keys_with_account().order_by(api_keys.c.created_at)
         if account_id is not None:
             query = query.where(api_keys.c.account_id == account_id)
         try:
@@ -143,8 +185,10 @@ class SqlAccounts:
         tpm: int | None,
         budget_nano: int | None,
         expires_at: datetime | None,
+        regions: Sequence[str] | None = None,
     ) -> KeyRow:
         key_id = new_id("key")
+        tags = tuple(regions) if regions is not None else None
         try:
             async with self._engine.begin() as conn:
                 await conn.execute(
@@ -155,6 +199,7 @@ class SqlAccounts:
                         key_hash=key_hash,
                         prefix=prefix,
                         models=models,
+                        regions=list(tags) if tags is not None else None,
                         rpm=rpm,
                         tpm=tpm,
                         budget_nano=budget_nano,
@@ -178,6 +223,7 @@ class SqlAccounts:
             0,
             expires_at,
             None,
+            regions=tags,
         )
 
     async def key_by_hash(self, key_hash: str) -> KeyRow | None:
@@ -189,11 +235,7 @@ class SqlAccounts:
     async def _one_key(self, where: object) -> KeyRow | None:
         try:
             async with self._engine.connect() as conn:
-                query = (
-                    select(api_keys, accounts.c.markup.label("account_markup"))
-                    .join(accounts, accounts.c.id == api_keys.c.account_id)
-                    .where(where)  # type: ignore[arg-type]
-                )
+                query = _keys_with_account().where(where)  # type: ignore[arg-type]
                 row = (await conn.execute(query)).first()
         except SQLAlchemyError as exc:
             raise _unavailable(exc) from None

@@ -25,6 +25,7 @@ accounts = Table(
     Column("balance_nano", BigInteger, nullable=False, default=0),
     Column("reserved_nano", BigInteger, nullable=False, default=0),
     Column("markup", String(20), nullable=True),  # a decimal string; None: billing.markup
+    Column("regions", JSON, nullable=True),  # residency: a list of region tags; None: any
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
@@ -37,6 +38,7 @@ api_keys = Table(
     Column("key_hash", String(64), nullable=False, unique=True),
     Column("prefix", String(16), nullable=False),
     Column("models", JSON, nullable=True),
+    Column("regions", JSON, nullable=True),  # residency; the account's applies as well
     Column("rpm", Integer, nullable=True),
     Column("tpm", Integer, nullable=True),
     Column("budget_nano", BigInteger, nullable=True),
