@@ -68,3 +68,26 @@ def test_bad_policy_and_hedge_name_their_field() -> None:
         "models.m.policy: must be one of 'ordered', 'weighted', 'cheapest' or 'fastest'",
         "models.m.hedge_after_ms: must be >= 0",
     ]
+
+
+def test_the_classifier_is_read_and_its_model_must_be_an_embedding_model() -> None:
+    classifier = "routing: {classifier: {embedding_model: %s, examples: {legal: [a contract]}}}\n"
+    embedding = (
+        "  e:\n    kind: embedding\n    deployments: [{provider: p, model: y, price: {input: 0}}]\n"
+    )
+    config = parse_config(MODEL + embedding + classifier % "e", {})
+    assert config.routing.classifier is not None
+    assert config.routing.classifier.examples == {"legal": ["a contract"]}
+    assert config.routing.classifier.min_similarity == 0.5
+    assert problems(MODEL + classifier % "nope") == [
+        "routing.classifier.embedding_model: no model named 'nope'"
+    ]
+    assert problems(MODEL + classifier % "m") == [
+        "routing.classifier.embedding_model: 'm' is not an embedding model"
+    ]
+    assert any(
+        p.startswith("routing.classifier.examples")
+        for p in problems(
+            MODEL + embedding + "routing: {classifier: {embedding_model: e, examples: {}}}\n"
+        )
+    )

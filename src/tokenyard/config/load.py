@@ -166,4 +166,16 @@ def cross_reference_problems(config: Config) -> list[str]:
             and (model.max_output_tokens > model.context_window)
         ):
             problems.append(f"{where}.max_output_tokens: must be <= context_window")
-    return problems
+    return problems + _classifier_problems(config)
+
+
+def _classifier_problems(config: Config) -> list[str]:
+    classifier = config.routing.classifier
+    if classifier is None:
+        return []
+    where, name = "routing.classifier.embedding_model", classifier.embedding_model
+    if name not in config.models:
+        return [f"{where}: no model named {name!r}"]
+    if config.models[name].kind != "embedding":
+        return [f"{where}: {name!r} is not an embedding model"]
+    return []

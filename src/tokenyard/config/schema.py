@@ -110,6 +110,17 @@ class HealthConfig(Strict):
     max_open_s: Positive = 300
 
 
+class ClassifierConfig(Strict):
+    """`auto`'s second opinion: a request the rules find no task in is compared with
+    labelled examples by meaning, with one of the catalogue's embedding models."""
+
+    embedding_model: str
+    examples: dict[str, list[Annotated[str, Field(min_length=1)]]] = Field(min_length=1)
+    """Task name → example requests of that task."""
+    min_similarity: float = Field(default=0.5, gt=0, le=1)
+    """Cosine similarity the nearest example needs for its task to be taken."""
+
+
 class RoutingConfig(Strict):
     """What one request may spend before its first byte reaches the client, across every
     attempt: the failover loop must end even when every upstream is slow or failing."""
@@ -118,6 +129,7 @@ class RoutingConfig(Strict):
     """Not shorter than a provider's default ``timeout_s``: one long unstreamed answer fits."""
     max_attempts: int = Field(default=5, ge=1)
     """Upstream calls, key retries and hedges included."""
+    classifier: ClassifierConfig | None = None
 
 
 class ServerConfig(Strict):

@@ -39,6 +39,8 @@ from tokenyard.routing.auto import Ranking, explain, parse_auto, rank
 from tokenyard.routing.catalog import Catalog, PublicModel
 from tokenyard.routing.health import HealthBook
 from tokenyard.routing.plan import Attempt, Wishes, plan
+from tokenyard.routing.similarity import Embed, SimilarityClassifier
+from tokenyard.routing.task import classify, user_text
 from tokenyard.store.holds import HeldReservation
 from tokenyard.store.limits import KeyLimiter
 from tokenyard.wire.json import JSONObject, dumps
@@ -97,6 +99,15 @@ class Gateway:
         routing = routing or RoutingConfig()
         budget = Budget(deadline_s=routing.deadline_s, max_attempts=routing.max_attempts)
         self._attempter = Attempter(providers, pools, self.health, budget)
+        self._classifier = (
+            SimilarityClassifier(
+                self._embed_texts(routing.classifier.embedding_model),
+                routing.classifier.examples,
+                routing.classifier.min_similarity,
+            )
+            if routing.classifier is not None
+            else None
+        )
 
     def resolve(self, principal: Principal, name: str, kind: str) -> PublicModel:
         model = self.catalog.get(name)
@@ -173,14 +184,16 @@ class Gateway:
 
     # -- chat ------------------------------------------------------------------------
 
-    def parse_chat(self, principal: Principal, body: JSONObject) -> tuple[ChatRequest, PublicModel]:
+    async def parse_chat(
+        self, principal: Principal, body: JSONObject
+    ) -> tuple[ChatRequest, PublicModel]:
         request = parse_chat(body)
         # Residency first: `auto`'s ranking and the plan then see only the allowed regions.
         request = replace(request, regions=principal.narrow_regions(request.regions))
         fallbacks = tuple(self.resolve(principal, name, "chat") for name in request.fallback_models)
         tier = parse_auto(request.model)
         if tier is not False:
-            ranking = self.rank(principal, request, tier)
+            ranking = await self.rank(principal, request, tier)
             if not ranking.candidates:
                 reasons = "; ".join(f"{m}: {why}" for m, why in ranking.rejected.items())
                 raise InvalidRequest(f"no model can serve this request ({reasons})", param="model")
@@ -192,8 +205,11 @@ class Gateway:
         check_fit(request, model)
         return replace(request, fallback_models_resolved=fallbacks), model
 
-    def rank(self, principal: Principal, request: ChatRequest, tier: str | None) -> Ranking:
+    async def rank(self, principal: Principal, request: ChatRequest, tier: str | None) -> Ranking:
         """The `auto` router's ranking of the catalogue for this request."""
+        guess = classify(request.body)
+        if self._classifier is not None:
+            guess = await self._classifier.refine(guess, user_text(request.body))
         return rank(
             self.catalog,
             request.body,
@@ -205,7 +221,28 @@ class Gateway:
             prompt_tokens=request.prompt_estimate,
             output_tokens=request.max_output or TYPICAL_OUTPUT,
             health=self._model_health,
+            guess=guess,
         )
+
+    def _embed_texts(self, name: str) -> Embed:
+        """Embeddings of texts from the catalogue model ``name``, for the task classifier:
+        through its deployments like any request (pools, health, failover), but the
+        operator's own cost, not charged to the caller."""
+
+        async def call(provider: Provider, upstream: Call) -> EmbeddingResult:
+            return await provider.embed(upstream)
+
+        async def embed(texts: list[str]) -> list[list[float]]:
+            model = self.catalog.get(name)
+            assert model is not None  # checked with the config
+            tokens = sum(estimate_text_tokens(t) for t in texts)
+            _, result, _ = await self._attempter.first_success(
+                plan(self.catalog, model, rng=self._rng), {"input": texts}, call, tokens
+            )
+            data = sorted(result.body["data"], key=lambda item: item["index"])
+            return [item["embedding"] for item in data]
+
+        return embed
 
     def _model_health(self, name: str) -> float:
         """The share of a model's deployments whose circuit lets requests through."""

@@ -150,19 +150,21 @@ def rank(
     prompt_tokens: int,
     output_tokens: int,
     health: Callable[[str], float] | None = None,
+    guess: TaskGuess | None = None,
 ) -> Ranking:
     """Every catalogue model that can serve ``body``, best first, and the rest with why.
 
     Default order: tier match (exact first, then the nearest tier), task match, expected
     cost of this request, health. ``sort="price"`` puts cost first; ``"latency"`` and
-    ``"throughput"`` put health first.
+    ``"throughput"`` put health first. ``guess`` is the request's task when the caller
+    already knows it better than the rules (routing/similarity.py).
     """
     if sort is not None and sort not in SORTS:
         raise InvalidRequest(f"routing.sort must be one of {', '.join(SORTS)}", param="routing")
     wanted_tier = tier or DEFAULT_TIER
     if wanted_tier not in TIERS:
         raise InvalidRequest(f"unknown tier {wanted_tier[:32]!r}", param="model")
-    guess = classify(body)
+    guess = guess or classify(body)
     request = _Request(
         task=guess.task,
         needs=needs(body),

@@ -192,6 +192,11 @@ def _texts(body: JSONObject) -> tuple[str, str]:
     return (content_text(user.get("content")) if user else ""), system[:SYSTEM_SCAN]
 
 
+def user_text(body: JSONObject) -> str:
+    """The text of the request's last user message."""
+    return _texts(body)[0]
+
+
 def _window(text: str) -> str:
     if len(text) <= SCAN_HEAD + SCAN_TAIL:
         return text

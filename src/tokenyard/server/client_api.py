@@ -38,7 +38,7 @@ def served_headers(request: web.Request, served: Served) -> dict[str, str]:
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     principal = await _principal(request)
     gateway = request.app[GATEWAY]
-    chat, model = gateway.parse_chat(principal, await read_json(request))
+    chat, model = await gateway.parse_chat(principal, await read_json(request))
     request_id = request["request_id"]
     route = {"x-tokenyard-route": chat.route} if chat.route else {}
     if not chat.stream:
@@ -170,7 +170,7 @@ async def route(request: web.Request) -> web.Response:
     chat = parse_chat(body)
     chat = replace(chat, regions=principal.narrow_regions(chat.regions))  # residency
     tier = parse_auto(chat.model)
-    ranking = gateway.rank(principal, chat, tier if tier is not False else None)
+    ranking = await gateway.rank(principal, chat, tier if tier is not False else None)
     return json_response(
         {
             "task": ranking.task.task,

@@ -41,7 +41,7 @@ async def _messages(request: web.Request) -> web.StreamResponse:
     principal = await request.app[IDENTITY].authenticate(bearer(request))
     body = await read_json(request)
     gateway = request.app[GATEWAY]
-    chat, model = gateway.parse_chat(principal, messages_to_chat(body))
+    chat, model = await gateway.parse_chat(principal, messages_to_chat(body))
     request_id = request["request_id"]
     if gateway.speaks_messages(chat, model):
         return await _passthrough(request, principal, chat, model, body)
