@@ -25,6 +25,7 @@ from tokenyard.errors import UpstreamError
 from tokenyard.gateway.budget import Budget, Tries
 from tokenyard.gateway.hedge import close_unused, race
 from tokenyard.gateway.relay import OpenedStream
+from tokenyard.obs.record import start_attempt
 from tokenyard.pool.keys import KeyPool, KeysExhausted, PooledKey
 from tokenyard.providers.base import Call, Provider
 from tokenyard.routing.catalog import PublicModel
@@ -217,12 +218,19 @@ class Attempter:
                     break
                 tries.calls += 1
                 started = time.monotonic()
+                noted = start_attempt(
+                    attempt.deployment.provider,
+                    attempt.model.name,
+                    attempt.deployment.upstream_model,
+                    key.label if key else None,
+                )
                 try:
                     result = await call(
                         provider,
                         Call(body, attempt.deployment.upstream_model, key.secret if key else None),
                     )
                 except UpstreamError as exc:
+                    noted.end("failed", exc.code, exc.upstream_status)
                     pool.failed(key, exc)
                     _log_failure(attempt, key, exc)
                     if exc.code == "context_length_exceeded":
@@ -240,6 +248,10 @@ class Attempter:
                     if key is not None and exc.upstream_status in KEY_FAULTS:
                         continue
                     return None
+                except BaseException:
+                    noted.end("cancelled")
+                    raise
+                noted.end("ok")
                 self._succeeded(deployment, result, started)
                 reported = True
                 pool.succeeded(key)

@@ -33,6 +33,7 @@ from tokenyard.gateway.passthrough import (
 from tokenyard.gateway.relay import OpenedStream, Served, StreamRelay
 from tokenyard.gateway.request import ChatRequest, check_fit, model_name, parse_chat
 from tokenyard.identity.service import Principal
+from tokenyard.obs.record import current
 from tokenyard.pool.keys import KeyPool
 from tokenyard.providers.base import Call, ChatResult, EmbeddingResult, Provider
 from tokenyard.routing.auto import Ranking, explain, parse_auto, rank
@@ -180,6 +181,12 @@ class Gateway:
             model=attempt.model.name,
             provider=attempt.deployment.provider,
         )
+        record = current()
+        if record is not None:
+            record.model, record.provider = attempt.model.name, attempt.deployment.provider
+            record.input_tokens, record.output_tokens = usage.prompt_tokens, usage.completion_tokens
+            record.cached_tokens = usage.cached_tokens
+            record.cost_nano, record.charged = settled.cost_nano, True
         return settled.cost_nano
 
     # -- chat ------------------------------------------------------------------------

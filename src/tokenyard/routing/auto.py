@@ -127,13 +127,16 @@ def _sort_key(sort: str | None, tier: str) -> Callable[[Candidate], tuple[object
     wanted = TIERS.index(tier)
 
     def key(c: Candidate) -> tuple[object, ...]:
+        # A model with no deployment taking requests (every circuit open) goes last
+        # whatever the order: named first, it would only be skipped by the failover.
+        down = c.health <= 0.0
         distance = abs(TIERS.index(c.tier) - wanted) if c.tier in TIERS else len(TIERS)
         fit = (distance, not c.task_match)
         if sort == "price":
-            return (c.expected_cost, *fit, -c.health)
+            return (down, c.expected_cost, *fit, -c.health)
         if sort in ("latency", "throughput"):
             return (-c.health, *fit, c.expected_cost)
-        return (*fit, c.expected_cost, -c.health)
+        return (down, *fit, c.expected_cost, -c.health)
 
     return key
 

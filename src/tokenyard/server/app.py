@@ -36,6 +36,7 @@ from tokenyard.server.state import (
     MAX_BODY,
     POOLS,
     PROCESSORS,
+    SINKS,
     REPORTS,
     UPSTREAMS,
 )
@@ -105,6 +106,7 @@ async def build_app(config: Config, *, epoch: RevocationEpoch | None = None) -> 
     app[REPORTS] = SqlReports(database.engine)
     app[CONFIG] = config
     app[POOLS] = pools
+    app[SINKS] = []  # where finished request records go (obs/record.py)
     app[GATEWAY] = Gateway(
         catalog=Catalog(config),
         providers=upstreams.providers,

@@ -16,6 +16,13 @@ from tokenyard.identity.service import Principal
 from tokenyard.routing.auto import explain, parse_auto
 from tokenyard.routing.catalog import PublicModel
 from tokenyard.server.http import REQUEST_ID, bearer, json_response, read_json
+from tokenyard.server.middleware import (
+    note_caller,
+    note_client_left,
+    note_error,
+    note_first_byte,
+    note_request,
+)
 from tokenyard.server.state import CONFIG, GATEWAY, IDENTITY, REPORTS
 from tokenyard.store.reports import UsageFilter
 from tokenyard.wire.json import dumps
@@ -23,7 +30,7 @@ from tokenyard.wire.sse import frame
 
 
 async def _principal(request: web.Request) -> Principal:
-    return await request.app[IDENTITY].authenticate(bearer(request))
+    return note_caller(await request.app[IDENTITY].authenticate(bearer(request)))
 
 
 def served_headers(request: web.Request, served: Served) -> dict[str, str]:
@@ -39,6 +46,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     principal = await _principal(request)
     gateway = request.app[GATEWAY]
     chat, model = await gateway.parse_chat(principal, await read_json(request))
+    note_request(chat.model, stream=chat.stream)
     request_id = request["request_id"]
     route = {"x-tokenyard-route": chat.route} if chat.route else {}
     if not chat.stream:
@@ -60,10 +68,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     try:
         await response.prepare(request)
         async for data in frames:
+            note_first_byte()
             await response.write(data)
-    except ConnectionResetError:
-        pass  # the client left: closing the frames closes the upstream and charges
+        if relay.failure is not None:
+            note_error(relay.failure)
+    except ConnectionResetError:  # the client left: closing the frames closes the upstream
+        note_client_left()  # and charges
     except TokenyardError as exc:  # the charge could not be committed: no final [DONE]
+        note_error(exc)
         await response.write(frame(dumps(exc.body())))
     finally:
         await frames.aclose()
@@ -73,9 +85,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 async def embeddings(request: web.Request) -> web.Response:
     principal = await _principal(request)
-    done = await request.app[GATEWAY].embed(
-        request["request_id"], principal, await read_json(request)
-    )
+    body = await read_json(request)
+    note_request(str(body.get("model")), stream=False)
+    done = await request.app[GATEWAY].embed(request["request_id"], principal, body)
     headers = served_headers(request, done.served)
     headers["x-tokenyard-cost"] = done.served.cost
     return json_response(done.body, headers=headers)

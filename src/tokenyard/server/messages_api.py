@@ -15,6 +15,13 @@ from tokenyard.identity.service import Principal
 from tokenyard.routing.catalog import PublicModel
 from tokenyard.server.client_api import served_headers
 from tokenyard.server.http import REQUEST_ID, bearer, json_response, read_json
+from tokenyard.server.middleware import (
+    note_caller,
+    note_client_left,
+    note_error,
+    note_first_byte,
+    note_request,
+)
 from tokenyard.server.state import GATEWAY, IDENTITY
 from tokenyard.wire.anthropic import (
     StreamTranslator,
@@ -29,6 +36,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     try:
         return await _messages(request)
     except TokenyardError as exc:
+        note_error(exc)
         headers = {REQUEST_ID: request["request_id"]}
         if isinstance(exc, RateLimited):
             headers["Retry-After"] = str(exc.retry_after_s)
@@ -38,10 +46,11 @@ async def messages(request: web.Request) -> web.StreamResponse:
 
 
 async def _messages(request: web.Request) -> web.StreamResponse:
-    principal = await request.app[IDENTITY].authenticate(bearer(request))
+    principal = note_caller(await request.app[IDENTITY].authenticate(bearer(request)))
     body = await read_json(request)
     gateway = request.app[GATEWAY]
     chat, model = await gateway.parse_chat(principal, messages_to_chat(body))
+    note_request(chat.model, stream=chat.stream)
     request_id = request["request_id"]
     if gateway.speaks_messages(chat, model):
         return await _passthrough(request, principal, chat, model, body)
@@ -65,9 +74,11 @@ async def _messages(request: web.Request) -> web.StreamResponse:
     try:
         await response.prepare(request)
         async for payload in payloads:
+            note_first_byte()
             for event in translator.feed(loads(payload)):
                 await response.write(event)
         if relay.failure is not None:
+            note_error(relay.failure)
             for event in translator.error(relay.failure.message, "overloaded_error"):
                 await response.write(event)
         else:
@@ -75,9 +86,10 @@ async def _messages(request: web.Request) -> web.StreamResponse:
             usage["cost"] = float(relay.served.cost)
             for event in translator.finish(usage):
                 await response.write(event)
-    except ConnectionResetError:
-        pass  # the client left: closing the payloads closes the upstream and charges
+    except ConnectionResetError:  # the client left: closing the payloads closes the
+        note_client_left()  # upstream and charges
     except TokenyardError as exc:  # the charge could not be committed: no message_stop
+        note_error(exc)
         for event in translator.error(exc.message):
             await response.write(event)
     finally:
@@ -115,9 +127,10 @@ async def _passthrough(
     try:
         await response.prepare(request)
         async for line in answer:
+            note_first_byte()
             await response.write(line)
-    except ConnectionResetError:
-        pass  # the client left: closing the relay closes the upstream and charges
+    except ConnectionResetError:  # the client left: closing the relay closes the upstream
+        note_client_left()  # and charges
     finally:
         await answer.aclose()
     return response

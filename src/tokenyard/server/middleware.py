@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -16,7 +17,10 @@ from tokenyard.errors import (
     TokenyardError,
     UpstreamError,
 )
+from tokenyard.identity.service import Principal
+from tokenyard.obs.record import CURRENT, RequestRecord, Sink, current
 from tokenyard.server.http import REQUEST_ID, json_response
+from tokenyard.server.state import SINKS
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -48,13 +52,85 @@ def _from_http(exc: web.HTTPException) -> TokenyardError:
     return NotFound("no such route")
 
 
+RECORDED = {
+    "/v1/chat/completions": "chat",
+    "/v1/embeddings": "embeddings",
+    "/v1/messages": "messages",
+}
+"""The client API paths whose requests are recorded (metrics, request log, traces)."""
+
+
 @web.middleware
 async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
     request_id = "req_" + secrets.token_hex(12)
     request["request_id"] = request_id
+    operation = RECORDED.get(request.path)
+    if operation is None:
+        return await _answer(request, handler, request_id)
+    record = RequestRecord(request_id, operation)
+    token = CURRENT.set(record)
+    try:
+        response = await _answer(request, handler, request_id)
+        record.finish(response.status)
+        return response
+    except BaseException:
+        record.finish(499)  # the client left before an answer (nginx's number for it)
+        raise
+    finally:
+        CURRENT.reset(token)
+        sinks = request.app.get(SINKS)
+        if sinks:  # after this turn of the loop: no sink delays the answer
+            asyncio.get_running_loop().call_soon(_emit, sinks, record)
+
+
+def _emit(sinks: list[Sink], record: RequestRecord) -> None:
+    for sink in sinks:
+        try:
+            sink.emit(record)
+        except Exception:
+            log.exception("a request record sink failed")
+
+
+def note_caller(principal: Principal) -> Principal:
+    """Put who is calling into the request's record (the key's visible prefix only)."""
+    record = current()
+    if record is not None:
+        record.account_id = principal.account_id
+        record.key_id = principal.key_id
+        record.key_prefix = principal.prefix
+    return principal
+
+
+def note_request(model: str, *, stream: bool) -> None:
+    record = current()
+    if record is not None:
+        record.requested_model, record.stream = model, stream
+
+
+def note_first_byte() -> None:
+    record = current()
+    if record is not None:
+        record.first_byte()
+
+
+def note_client_left() -> None:
+    record = current()
+    if record is not None:
+        record.fail("client_disconnected", None)
+
+
+def note_error(exc: TokenyardError) -> None:
+    """Put an error that becomes the answer (or ends a stream) into the request's record."""
+    record = current()
+    if record is not None:
+        record.fail(exc.type, exc.code)
+
+
+async def _answer(request: web.Request, handler: Handler, request_id: str) -> web.StreamResponse:
     try:
         response = await handler(request)
     except TokenyardError as exc:
+        note_error(exc)
         if exc.status >= 500:
             log.warning(
                 "request failed",
@@ -69,6 +145,9 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(_from_http(exc), request_id)
     except Exception:
         log.exception("unhandled error", extra={"fields": {"request_id": request_id}})
+        record = current()
+        if record is not None:
+            record.fail("server_error", "internal_error")
         return json_response(_INTERNAL, status=500, headers={REQUEST_ID: request_id})
     if not response.prepared:
         response.headers[REQUEST_ID] = request_id

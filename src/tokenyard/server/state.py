@@ -7,6 +7,7 @@ from aiohttp import web
 from tokenyard.config import Config
 from tokenyard.gateway.flow import Gateway
 from tokenyard.identity.service import Identity
+from tokenyard.obs.record import Sink
 from tokenyard.payments import Processor
 from tokenyard.pool.keys import KeyPool
 from tokenyard.providers.registry import Upstreams
@@ -25,3 +26,4 @@ ADMIN_KEY = web.AppKey("admin_key", str)
 MAX_BODY = web.AppKey("max_body_bytes", int)
 PROCESSORS = web.AppKey("processors", dict[str, Processor])
 POOLS = web.AppKey("pools", dict[str, KeyPool])
+SINKS = web.AppKey("sinks", list[Sink])
