@@ -143,3 +143,19 @@ def test_a_429_on_one_key_moves_to_the_other_key(
     assert response.status_code == 200
     assert response.headers["x-tokenyard-attempts"] == "2"
     assert response.headers["x-tokenyard-provider"] == "pooled"
+
+
+def test_a_stream_reports_time_to_first_token_and_generation_speed(
+    gateway: RunningGateway,
+) -> None:
+    client = gateway.client(gateway.new_key(), max_retries=0)
+    stream = client.chat.completions.create(
+        model="mistral-small",
+        messages=[{"role": "user", "content": "tell me a long story about the sea"}],
+        stream=True,
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    rows = gateway.admin("GET", "/admin/providers").json()["deployments"]
+    row = next(d for d in rows if d["model"] == "mistral-small")
+    assert row["ttft_ms"] > 0
+    assert row["tokens_per_s"] > 0

@@ -543,3 +543,15 @@ def test_an_earlier_remote_open_never_shortens_a_local_one() -> None:
     health.apply(D, Circuit.OPEN, 1.0)
     clock.advance(50.0)
     assert not health.available(D)
+
+
+def test_generation_speed_is_a_smoothed_tokens_per_second() -> None:
+    clock = FakeClock()
+    health = book(clock, alpha=0.5)
+    health.generated(D, output_tokens=100, seconds=2.0)
+    assert health.snapshot(D).tokens_per_s == 50.0
+    health.generated(D, output_tokens=300, seconds=2.0)
+    assert health.snapshot(D).tokens_per_s == 100.0  # (150 + 50) / 2
+    health.generated(D, output_tokens=0, seconds=2.0)  # nothing generated: no sample
+    health.generated(D, output_tokens=10, seconds=0.0)
+    assert health.snapshot(D).tokens_per_s == 100.0

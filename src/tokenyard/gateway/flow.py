@@ -7,8 +7,9 @@ from __future__ import annotations
 import logging
 import math
 import random
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Generic, TypeVar
 
@@ -61,6 +62,8 @@ class Run(Generic[T]):
     attempt: Attempt
     result: T
     calls: int
+    answered_at: float = field(default_factory=time.monotonic)
+    """When the upstream's answer began: a stream's first chunk, a whole unstreamed body."""
 
 
 TYPICAL_OUTPUT = 256
@@ -323,6 +326,8 @@ class Gateway:
         )
 
         async def settle(usage: Usage) -> int:
+            seconds = time.monotonic() - run.answered_at
+            self.health.generated(run.attempt.deployment.key, usage.completion_tokens, seconds)
             return await self._settle(run.held, run.payer, run.attempt, usage)
 
         return StreamRelay(

@@ -203,6 +203,16 @@ class HealthBook:
         self._record(state, now, succeeded=True)
         state.consecutive = 0
 
+    def generated(self, deployment: str, output_tokens: int, seconds: float) -> None:
+        """A finished answer's generation speed: ``output_tokens`` in ``seconds`` after the
+        answer started (a stream's first chunk). Known only when the answer ends, so it is
+        reported apart from :meth:`success`."""
+        if output_tokens > 0 and seconds > 0.0:
+            state = self._state(deployment)
+            state.tokens_per_s = _ewma(
+                state.tokens_per_s, output_tokens / seconds, self._policy.alpha
+            )
+
     def failure(self, deployment: str, *, retryable: bool) -> None:
         if not retryable:
             self.release(deployment)
