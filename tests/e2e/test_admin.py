@@ -26,6 +26,7 @@ def test_accounts_are_created_and_read(gateway: RunningGateway) -> None:
         "reserved": "0.000000",
         "markup": None,
         "regions": None,
+        "disabled": False,
     }
     assert gateway.admin("GET", "/admin/accounts/acct_nope").status_code == 404
 

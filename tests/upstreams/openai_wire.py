@@ -3,8 +3,10 @@
 One server speaks one *flavour* (OpenAI, DeepSeek, Moonshot, DashScope compatible mode, Mistral,
 vLLM, Ollama /v1). Routes: ``POST /v1/chat/completions``, ``POST /v1/embeddings``,
 ``GET /v1/models``. Chat answers are ``"echo: " + <text of the last user message>``, token
-counts are word counts, and the per-flavour wire differences live in ``flavors.py``. Used by the
-gateway's end-to-end tests, which reach it over loopback HTTP.
+counts are word counts, a ``tool_choice`` that forces a function and ``response_format:
+json_schema`` are answered with a value built from the schema (what client libraries'
+structured output parses), and the per-flavour wire differences live in ``flavors.py``. Used
+by the gateway's end-to-end tests, which reach it over loopback HTTP.
 """
 
 from __future__ import annotations
@@ -130,6 +132,64 @@ def _vector(key: str) -> list[float]:
     """Eight deterministic values k/32768 in [-1, 1): exactly representable as float32."""
     digest = hashlib.sha256(key.encode()).digest()
     return [(int.from_bytes(digest[i : i + 2], "big") - 32768) / 32768 for i in range(0, 16, 2)]
+
+
+def _forced_tool(body: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """(name, parameters schema) of the tool that ``tool_choice`` forces, if any: a named
+    function, or the first tool for ``"required"`` (how LangChain asks for structured output
+    by function calling)."""
+    tools = [t for t in body.get("tools") or [] if isinstance(t, dict)]
+    functions = [t.get("function") for t in tools if isinstance(t.get("function"), dict)]
+    choice = body.get("tool_choice")
+    if choice == "required" and functions:
+        wanted = str(functions[0].get("name", "unknown"))
+    elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+        wanted = str(choice["function"].get("name", ""))
+    else:
+        return None
+    for function in functions:
+        if function.get("name") == wanted:
+            parameters = function.get("parameters")
+            return wanted, parameters if isinstance(parameters, dict) else {}
+    return None
+
+
+def _instance(schema: Any, text: str, root: dict[str, Any]) -> Any:
+    """A deterministic JSON value valid against ``schema`` (the subset that SDKs generate from
+    pydantic models: objects, arrays, scalars, enums, ``anyOf``, local ``$ref``), so JSON-schema
+    mode and forced tool calls answer something a client can parse into its model. Strings
+    are the last user message; numbers its word count."""
+    if not isinstance(schema, dict):
+        return text
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        target: Any = root
+        for part in ref[2:].split("/"):
+            target = target.get(part, {}) if isinstance(target, dict) else {}
+        return _instance(target, text, root)
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return schema["enum"][0]
+    if "const" in schema:
+        return schema["const"]
+    options = schema.get("anyOf") or schema.get("oneOf")
+    if isinstance(options, list) and options:
+        chosen = [o for o in options if not (isinstance(o, dict) and o.get("type") == "null")]
+        return _instance((chosen or options)[0], text, root)
+    kind = schema.get("type")
+    kind = next((k for k in kind if k != "null"), "null") if isinstance(kind, list) else kind
+    properties = schema.get("properties")
+    if kind == "object" or isinstance(properties, dict):
+        fields = properties if isinstance(properties, dict) else {}
+        return {name: _instance(sub, text, root) for name, sub in fields.items()}
+    if kind == "array":
+        return [_instance(schema.get("items", {}), text, root)]
+    scalars: dict[Any, Any] = {
+        "integer": len(text.split()),
+        "number": float(len(text.split())),
+        "boolean": True,
+        "null": None,
+    }
+    return scalars.get(kind, text)
 
 
 def _json(
@@ -326,6 +386,11 @@ class StandInUpstream:
         rfield = reasoning_field(self.flavor, model, body)
         reasoning = _words(REASONING_TEXT) if rfield else []
         tools = body.get("tools")
+        if (forced := _forced_tool(body)) is not None:
+            name, parameters = forced
+            arguments = json.dumps(_instance(parameters, user_text, parameters))
+            tool = (tool_call_id(self.flavor), name, arguments)
+            return _Answer([], "tool_calls", tool, rfield, reasoning)
         if isinstance(tools, list) and tools and _WEATHER.search(user_text):
             first = tools[0] if isinstance(tools[0], dict) else {}
             name = str((first.get("function") or {}).get("name", "unknown"))
@@ -334,6 +399,11 @@ class StandInUpstream:
         response_format = body.get("response_format")
         if isinstance(response_format, dict) and response_format.get("type") == "json_object":
             pieces = _words(json.dumps({"echo": user_text}))
+        elif isinstance(response_format, dict) and response_format.get("type") == "json_schema":
+            spec = response_format.get("json_schema")
+            schema = spec.get("schema") if isinstance(spec, dict) else None
+            schema = schema if isinstance(schema, dict) else {}
+            pieces = _words(json.dumps(_instance(schema, user_text, schema)))
         else:
             pieces = _words("echo: " + user_text)
         limit = body.get("max_completion_tokens") or body.get("max_tokens")

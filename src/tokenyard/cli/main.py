@@ -8,6 +8,7 @@ import sys
 
 from tokenyard import __version__
 from tokenyard.cli.admin import add_commands
+from tokenyard.cli.importers.command import add_import_command
 from tokenyard.config import Config, load_config
 from tokenyard.errors import ConfigError, InvalidRequest, ServiceUnavailable
 from tokenyard.obs.logs import configure_logging
@@ -89,6 +90,7 @@ def parser() -> argparse.ArgumentParser:
     check.set_defaults(run=cmd_check_config)
 
     add_commands(sub)
+    add_import_command(sub)
 
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)

@@ -92,11 +92,17 @@ class BillingConfig(Strict):
     """How often a process heartbeats and releases the reservations of dead processes."""
     stale_after_s: Positive = 60
     """A process silent this long is dead (on another host; same-host pids are checked)."""
+    signup_credit: NonNegative = Decimal(0)
+    """Credited once to every account created through the self-serve portal (``portal``)."""
 
 
 class LoggingConfig(Strict):
     prompts: bool = False
+    """Store prompt and completion text in the request log (a key's ``log_prompts: false``
+    still wins)."""
     level: Literal["debug", "info", "warning", "error"] = "info"
+    retention_days: int | None = Field(default=30, ge=1)
+    """Request log rows older than this are purged; null keeps them forever."""
 
 
 class HealthConfig(Strict):
@@ -134,6 +140,38 @@ class RoutingConfig(Strict):
 
 class ServerConfig(Strict):
     max_body_bytes: int = Field(default=32 * MIB, ge=1024)
+    metrics_address: str | None = Field(
+        default=None, pattern=r"^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]*):\d{1,5}$"
+    )
+    """``host:port`` of a second listener that serves only ``GET /metrics``, without auth:
+    bind it where only the scraper can reach it (e.g. ``127.0.0.1:9464``). Without it,
+    ``/metrics`` is on the main port behind the admin key."""
+    metrics_key_labels: bool = False
+    """Add a ``key_prefix`` label to the per-request counters. Off by default: every key
+    becomes a series, which a large tenant base turns into a cardinality problem."""
+
+    def metrics_bind(self) -> tuple[str, int] | None:
+        """``metrics_address`` split into host and port (brackets of an IPv6 host removed)."""
+        if self.metrics_address is None:
+            return None
+        host, _, port = self.metrics_address.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+class PortalConfig(Strict):
+    """The self-serve portal: developers sign up under ``/ui/signup`` with email and password
+    and get an account of their own (with ``billing.signup_credit``)."""
+
+    signup: Literal["open", "invite", "off"] = "off"
+    """``open``: anyone may sign up; ``invite``: only with a single-use code from an operator
+    (``POST /admin/invites``); ``off``: no sign-up page (existing users still sign in)."""
+    signups_per_hour: int = Field(default=5, ge=1)
+    """Sign-up attempts allowed per client IP address and hour (with ``redis:``, across every
+    process and replica)."""
+    client_ip_header: str | None = Field(default=None, min_length=1)
+    """Behind a reverse proxy: the header it puts the client's address in (e.g.
+    ``X-Forwarded-For``; its last entry is taken). Unset: the TCP peer's address. Set it only
+    when every request comes through that proxy, or clients can pick their own address."""
 
 
 class Config(Strict):
@@ -148,3 +186,4 @@ class Config(Strict):
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     payments: PaymentsConfig = Field(default_factory=PaymentsConfig)
+    portal: PortalConfig = Field(default_factory=PortalConfig)

@@ -31,7 +31,7 @@ from tokenyard.gateway.passthrough import (
     message_usage,
     relay_stream,
 )
-from tokenyard.gateway.relay import OpenedStream, Served, StreamRelay
+from tokenyard.gateway.relay import OpenedStream, Served, StreamRelay, completion_text
 from tokenyard.gateway.request import ChatRequest, check_fit, model_name, parse_chat
 from tokenyard.identity.service import Principal
 from tokenyard.obs.record import current
@@ -90,8 +90,10 @@ class Gateway:
         rng: random.Random | None = None,
         health: HealthBook | None = None,
         routing: RoutingConfig | None = None,
+        log_prompts: bool = False,
     ):
         self.catalog = catalog
+        self._log_prompts = log_prompts  # logging.prompts: keys may still opt out
         self._providers = providers
         self._pools = pools
         self._wallet = wallet
@@ -198,6 +200,7 @@ class Gateway:
         self, principal: Principal, body: JSONObject
     ) -> tuple[ChatRequest, PublicModel]:
         request = parse_chat(body)
+        self._keep_prompt(principal, body)
         # Residency first: `auto`'s ranking and the plan then see only the allowed regions.
         request = replace(request, regions=principal.narrow_regions(request.regions))
         fallbacks = tuple(self.resolve(principal, name, "chat") for name in request.fallback_models)
@@ -214,6 +217,15 @@ class Gateway:
         model = self.resolve(principal, request.model, "chat")
         check_fit(request, model)
         return replace(request, fallback_models_resolved=fallbacks), model
+
+    def _keep_prompt(self, principal: Principal, body: JSONObject) -> None:
+        """Decide whether this request's text goes into the request log (the config allows
+        it and the key did not opt out) and, if so, keep its messages."""
+        record = current()
+        if record is None or not self._log_prompts or principal.log_prompts is False:
+            return
+        record.capture = True
+        record.keep_prompt(dumps(body.get("messages")).decode())
 
     async def rank(self, principal: Principal, request: ChatRequest, tier: str | None) -> Ranking:
         """The `auto` router's ranking of the catalogue for this request."""
@@ -305,6 +317,9 @@ class Gateway:
         cost = await self._settle(run.held, run.payer, run.attempt, result.usage)
         served = Served(run.attempt.model.name, run.attempt.deployment.provider, run.calls, cost)
         result.body["usage"]["cost"] = float(served.cost)
+        record = current()
+        if record is not None and record.capture:
+            record.keep_completion(completion_text(result.body))
         return Completed(result.body, served)
 
     async def stream(

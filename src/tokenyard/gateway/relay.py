@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 from tokenyard.billing.money import format_nano
 from tokenyard.errors import TokenyardError
+from tokenyard.obs.record import current
 from tokenyard.providers.base import Call, ChatStream, Provider
-from tokenyard.wire.json import dumps, loads
+from tokenyard.wire.json import JSONDecodeError, JSONObject, dumps, loads
 from tokenyard.wire.sse import DONE_FRAME, frame
 from tokenyard.wire.usage import Usage
 
@@ -79,6 +80,10 @@ class StreamRelay:
         self._include_usage = include_usage
         self._chunks = 0
         self.failure: TokenyardError | None = None
+        record = current()
+        # The request log keeps the answer's text: gathered only when it is asked for.
+        self._record = record if record is not None and record.capture else None
+        self._text: list[str] = []
 
     async def payloads(self) -> AsyncGenerator[bytes, None]:
         """Canonical chunk payloads as they arrive. When it ends — also early — the upstream
@@ -87,9 +92,11 @@ class StreamRelay:
         try:
             if opened.first is not None:
                 self._chunks = 1
+                self._keep(opened.first)
                 yield opened.first
                 async for payload in opened.iterator:
                     self._chunks += 1
+                    self._keep(payload)
                     yield payload
         except TokenyardError as exc:
             log.warning(
@@ -120,8 +127,16 @@ class StreamRelay:
         if self._settled:
             return
         self._settled = True
+        if self._record is not None:
+            self._record.keep_completion("".join(self._text))
         await self._opened.stream.aclose()
         self.served.cost_nano = await self._settle(self.usage())
+
+    def _keep(self, payload: bytes) -> None:
+        if self._record is not None and b'"content"' in payload:
+            text = delta_text(payload)
+            if text:
+                self._text.append(text)
 
     def usage(self) -> Usage:
         usage = self._opened.stream.usage
@@ -148,3 +163,35 @@ class StreamRelay:
                 "usage": usage,
             }
         )
+
+
+def completion_text(body: JSONObject) -> str | None:
+    """The first choice's answer in a chat completion: its text, or its tool calls as JSON."""
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return None
+    message = choices[0].get("message")
+    if not isinstance(message, dict):
+        return None
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    calls = message.get("tool_calls")
+    return dumps(calls).decode() if calls else None
+
+
+def delta_text(payload: bytes) -> str | None:
+    """The text a stream chunk adds to the first choice."""
+    try:
+        chunk = loads(payload)
+    except JSONDecodeError:
+        return None
+    choices = chunk.get("choices") if isinstance(chunk, dict) else None
+    if not isinstance(choices, list):
+        return None
+    for choice in choices:
+        if isinstance(choice, dict) and choice.get("index", 0) == 0:
+            delta = choice.get("delta")
+            content = delta.get("content") if isinstance(delta, dict) else None
+            return content if isinstance(content, str) else None
+    return None

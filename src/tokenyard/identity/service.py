@@ -36,6 +36,8 @@ class Principal:
     regions: frozenset[str] | None = None
     """Residency: the regions this key may be served in (the key's own setting intersected
     with its account's); None when neither restricts it."""
+    log_prompts: bool | None = None
+    """The key's own prompt-logging setting: False opts it out of ``logging.prompts``."""
 
     def narrow_regions(self, requested: frozenset[str] | None) -> frozenset[str] | None:
         """The regions a request may be served in: what it asks for (``routing.regions``)
@@ -88,6 +90,7 @@ class AccountStore(Protocol):
         budget_nano: int | None,
         expires_at: datetime | None,
         regions: Sequence[str] | None = None,
+        log_prompts: bool | None = None,
     ) -> KeyRow: ...
 
     async def key_by_hash(self, key_hash: str) -> KeyRow | None: ...
@@ -119,6 +122,7 @@ def _principal(row: KeyRow) -> Principal:
         expires_at=row.expires_at.timestamp() if row.expires_at else None,
         markup=Decimal(row.account_markup) if row.account_markup is not None else None,
         regions=residency(row.regions, row.account_regions),
+        log_prompts=row.log_prompts,
     )
 
 
@@ -177,6 +181,7 @@ class Identity:
         budget_nano: int | None = None,
         expires_at: datetime | None = None,
         regions: Sequence[str] | None = None,
+        log_prompts: bool | None = None,
     ) -> IssuedKey:
         key = generate_key()
         row = await self.store.create_key(
@@ -190,6 +195,7 @@ class Identity:
             budget_nano=budget_nano,
             expires_at=expires_at.astimezone(UTC) if expires_at else None,
             regions=regions,
+            log_prompts=log_prompts,
         )
         return IssuedKey(row=row, key=key)
 
@@ -212,6 +218,14 @@ class Identity:
             self._drop_account(account_id)
             self._epoch.bump()
         return account
+
+    def forget_account(self, account_id: str) -> None:
+        """After the store revoked all of an account's keys at once (a disabled account):
+        drop them from this process's cache and bump the revocation epoch, so every process
+        (every replica too, when Redis carries the epoch) refuses them now rather than after
+        REVALIDATE_S."""
+        self._drop_account(account_id)
+        self._epoch.bump()
 
     def _drop_account(self, account_id: str) -> None:
         self._cache = {h: e for h, e in self._cache.items() if e[0].account_id != account_id}

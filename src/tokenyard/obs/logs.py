@@ -7,6 +7,16 @@ import sys
 
 from tokenyard.wire.json import dumps
 
+_QUIET = (
+    "aiohttp.access",
+    "stripe",  # logs request bodies at DEBUG
+    "aiosqlite",  # logs every statement with its parameters at DEBUG: key hashes, and the
+    # request log's prompt text when logging.prompts is on
+    "sqlalchemy.engine",  # with echo, statements and parameters at INFO
+)
+"""Loggers held at WARNING whatever ``logging.level`` says: at lower levels they write the
+data tokenyard keeps out of logs (tests/e2e/test_secrets.py runs at debug to prove it)."""
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -30,5 +40,5 @@ def configure_logging(level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    logging.getLogger("stripe").setLevel(logging.WARNING)  # it logs request bodies at DEBUG
+    for name in _QUIET:
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -65,6 +65,21 @@ class RequestRecord:
     latency_ms: float = 0.0
     ttft_ms: float | None = None
     attempts: list[AttemptRecord] = field(default_factory=list)
+    traceparent: str | None = None  # the caller's W3C trace context headers, as received
+    tracestate: str | None = None
+    capture: bool = False
+    """Keep this request's prompt and completion text (``logging.prompts`` is on and the
+    key did not opt out); decided by the gateway, read by whoever sees the text."""
+    prompt: str | None = None  # the request's messages, as JSON text
+    completion: str | None = None  # the answer's text
+
+    def keep_prompt(self, text: str) -> None:
+        if self.capture:
+            self.prompt = text[:MAX_TEXT]
+
+    def keep_completion(self, text: str | None) -> None:
+        if self.capture and text is not None:
+            self.completion = text[:MAX_TEXT]
 
     def first_byte(self) -> None:
         """The first byte of the answer is going out (streams: the first chunk)."""
@@ -84,6 +99,10 @@ class RequestRecord:
     def calls(self) -> int:
         return len(self.attempts)
 
+
+MAX_TEXT = 100_000
+"""Characters of prompt or completion text kept per request, at most: a log is not an
+archive, and a 30 MB image prompt must not ride through memory to the database."""
 
 CURRENT: ContextVar[RequestRecord | None] = ContextVar("tokenyard_request", default=None)
 

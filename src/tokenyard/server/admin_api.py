@@ -1,4 +1,6 @@
-"""The admin API of SPEC §5 (accounts and keys so far), behind the configured admin key."""
+"""The admin API of SPEC §5 — accounts, credits, usage, invoices, keys, invites — behind the
+configured admin key. What an operator watches (providers, the request log) is in
+server/admin_watch.py."""
 
 from __future__ import annotations
 
@@ -13,16 +15,23 @@ from tokenyard.billing.money import format_nano, parse_amount
 from tokenyard.errors import AuthenticationFailed, InvalidRequest, NotFound
 from tokenyard.gateway.flow import Gateway
 from tokenyard.identity.service import Identity
-from tokenyard.routing.health import Snapshot
 from tokenyard.server.http import bearer, json_response, read_json
-from tokenyard.server.state import ADMIN_KEY, CONFIG, GATEWAY, IDENTITY, LEDGER, POOLS, REPORTS
+from tokenyard.server.state import (
+    ADMIN_KEY,
+    CONFIG,
+    GATEWAY,
+    IDENTITY,
+    LEDGER,
+    PORTAL,
+    REPORTS,
+)
 from tokenyard.store.accounts import AccountRow
 from tokenyard.store.ledger import DuplicateReference
 from tokenyard.store.reports import UsageFilter
 from tokenyard.wire.json import JSONObject
 
 
-def _require_admin(request: web.Request) -> None:
+def require_admin(request: web.Request) -> None:
     expected = request.app.get(ADMIN_KEY)
     given = bearer(request) or ""
     if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
@@ -134,11 +143,12 @@ def _account_json(account: AccountRow) -> JSONObject:
         "reserved": format_nano(account.reserved_nano),
         "markup": account.markup,
         "regions": list(account.regions) if account.regions is not None else None,
+        "disabled": account.disabled_at is not None,
     }
 
 
 async def create_account(request: web.Request) -> web.Response:
-    _require_admin(request)
+    require_admin(request)
     body = await read_json(request)
     name = _text(body, "name")
     assert name is not None
@@ -151,7 +161,7 @@ async def create_account(request: web.Request) -> web.Response:
 async def update_account(request: web.Request) -> web.Response:
     """Change an account's residency (``{"regions": [...]}``, or null to lift it). It takes
     effect at once for every key of the account, in every process."""
-    _require_admin(request)
+    require_admin(request)
     body = await read_json(request)
     if "regions" not in body:
         raise InvalidRequest(
@@ -172,7 +182,7 @@ async def update_account(request: web.Request) -> web.Response:
 
 async def credit_account(request: web.Request) -> web.Response:
     """Credits (or, with a negative amount, adjusts) once per ``reference``."""
-    _require_admin(request)
+    require_admin(request)
     body = await read_json(request)
     reference = _text(body, "reference")
     value = body.get("amount")
@@ -202,7 +212,7 @@ async def credit_account(request: web.Request) -> web.Response:
     )
 
 
-def _when(value: str | None, name: str) -> datetime | None:
+def parse_when(value: str | None, name: str) -> datetime | None:
     if value is None:
         return None
     try:
@@ -213,7 +223,7 @@ def _when(value: str | None, name: str) -> datetime | None:
 
 
 async def usage(request: web.Request) -> web.Response:
-    _require_admin(request)
+    require_admin(request)
     query = request.query
     group_by = query.get("group_by", "model")
     if group_by not in ("model", "day", "key", "provider"):
@@ -222,8 +232,8 @@ async def usage(request: web.Request) -> web.Response:
         account_id=query.get("account_id"),
         key_id=query.get("key_id"),
         model=query.get("model"),
-        since=_when(query.get("since"), "since"),
-        until=_when(query.get("until"), "until"),
+        since=parse_when(query.get("since"), "since"),
+        until=parse_when(query.get("until"), "until"),
     )
     rows = await request.app[REPORTS].usage(where, group_by)  # type: ignore[arg-type]
     return json_response(
@@ -246,7 +256,7 @@ async def usage(request: web.Request) -> web.Response:
 
 
 async def invoice(request: web.Request) -> web.Response:
-    _require_admin(request)
+    require_admin(request)
     account = await request.app[IDENTITY].store.get_account(request.match_info["id"])
     if account is None:
         raise NotFound("no such account")
@@ -281,7 +291,7 @@ async def build_statement(app: web.Application, account: AccountRow, month: str)
 
 
 async def get_account(request: web.Request) -> web.Response:
-    _require_admin(request)
+    require_admin(request)
     account = await request.app[IDENTITY].store.get_account(request.match_info["id"])
     if account is None:
         raise NotFound("no such account")
@@ -289,7 +299,7 @@ async def get_account(request: web.Request) -> web.Response:
 
 
 async def create_key(request: web.Request) -> web.Response:
-    _require_admin(request)
+    require_admin(request)
     body = await read_json(request)
     identity: Identity = request.app[IDENTITY]
     account_id = _text(body, "account_id")
@@ -297,6 +307,8 @@ async def create_key(request: web.Request) -> web.Response:
     account = await identity.store.get_account(account_id)
     if account is None:
         raise NotFound("no such account", param="account_id")
+    if account.disabled_at is not None:
+        raise InvalidRequest("the account is disabled: it gets no keys", param="account_id")
     regions = _regions(body, request.app[GATEWAY])
     if (
         regions is not None
@@ -317,6 +329,7 @@ async def create_key(request: web.Request) -> web.Response:
         budget_nano=_amount(body, "budget"),
         expires_at=_expiry(body),
         regions=regions,
+        log_prompts=_log_prompts(body),
     )
     row = issued.row
     return json_response(
@@ -332,66 +345,45 @@ async def create_key(request: web.Request) -> web.Response:
             "tpm": row.tpm,
             "budget": format_nano(row.budget_nano) if row.budget_nano is not None else None,
             "expires_at": row.expires_at.isoformat() if row.expires_at else None,
+            "log_prompts": row.log_prompts,
         },
         status=201,
     )
 
 
+def _log_prompts(body: JSONObject) -> bool | None:
+    """The key's prompt-logging opt-out: false never stores its text; null follows the
+    config."""
+    value = body.get("log_prompts")
+    if value is not None and not isinstance(value, bool):
+        raise InvalidRequest("log_prompts must be true, false or null", param="log_prompts")
+    return value
+
+
 async def revoke_key(request: web.Request) -> web.Response:
-    _require_admin(request)
+    require_admin(request)
     if not await request.app[IDENTITY].revoke(request.match_info["id"]):
         raise NotFound("no such key, or already revoked")
     return web.Response(status=204)
 
 
-async def providers(request: web.Request) -> web.Response:
-    """Health, latency and limits per provider key and deployment; never a secret."""
-    _require_admin(request)
-    config = request.app[CONFIG]
-    gateway = request.app[GATEWAY]
-    pools = request.app[POOLS]
-    return json_response(
-        {
-            "providers": [
-                {
-                    "name": name,
-                    "api": provider.api,
-                    "region": provider.region,
-                    "keys": pools[name].status(),
-                }
-                for name, provider in config.providers.items()
-            ],
-            "deployments": [
-                _deployment_json(
-                    model.name,
-                    deployment.provider,
-                    deployment.upstream_model,
-                    gateway.health.snapshot(deployment.key),
-                )
-                for model in gateway.catalog.models.values()
-                for deployment in model.deployments
-            ],
-        }
-    )
+async def create_invite(request: web.Request) -> web.Response:
+    """A single-use sign-up code for ``portal.signup: invite``; shown only in this answer."""
+    require_admin(request)
+    return json_response({"code": await request.app[PORTAL].new_invite()}, status=201)
 
 
-def _deployment_json(model: str, provider: str, upstream: str, health: Snapshot) -> JSONObject:
-    return {
-        "model": model,
-        "provider": provider,
-        "upstream_model": upstream,
-        "circuit": health.circuit.value,
-        "latency_ms": health.latency_ms,
-        "ttft_ms": health.ttft_ms,
-        "tokens_per_s": health.tokens_per_s,
-        "requests": health.requests,
-        "failures": health.failures,
-        "error_rate": health.error_rate,
-    }
+async def disable_account(request: web.Request) -> web.Response:
+    """Revoke every key of the account at once and refuse its users' sign-in and sessions."""
+    require_admin(request)
+    account_id = request.match_info["id"]
+    revoked = await request.app[PORTAL].disable(account_id)
+    if revoked is None:
+        raise NotFound("no such account")
+    return json_response({"id": account_id, "disabled": True, "revoked_keys": revoked})
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/admin/providers", providers)
     app.router.add_post("/admin/accounts", create_account)
     app.router.add_get("/admin/accounts/{id}", get_account)
     app.router.add_patch("/admin/accounts/{id}", update_account)
@@ -400,3 +392,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/admin/usage", usage)
     app.router.add_post("/admin/keys", create_key)
     app.router.add_delete("/admin/keys/{id}", revoke_key)
+    app.router.add_post("/admin/invites", create_invite)
+    app.router.add_post("/admin/accounts/{id}/disable", disable_account)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import time
 from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from tokenyard.billing.reaper import Reaper, new_owner
 from tokenyard.billing.wallet import Wallet
@@ -17,12 +19,22 @@ from tokenyard.config import Config
 from tokenyard.gateway.flow import Gateway
 from tokenyard.identity.revocation import MemoryEpoch, RevocationEpoch
 from tokenyard.identity.service import Identity
+from tokenyard.obs.request_log import RequestLog
+from tokenyard.obs.tracing import build_tracing
 from tokenyard.payments import build_processors
 from tokenyard.pool.keys import KeyPool
 from tokenyard.providers.registry import build_upstreams
 from tokenyard.routing.catalog import Catalog
 from tokenyard.routing.health import HealthBook, HealthPolicy
-from tokenyard.server import admin_api, client_api, messages_api, payments_api
+from tokenyard.server import (
+    admin_api,
+    admin_watch,
+    client_api,
+    messages_api,
+    metrics_api,
+    payments_api,
+)
+from tokenyard.server import ui as dashboard_ui
 from tokenyard.server.http import json_response
 from tokenyard.server.middleware import edge
 from tokenyard.server.sharing import share
@@ -36,8 +48,8 @@ from tokenyard.server.state import (
     MAX_BODY,
     POOLS,
     PROCESSORS,
-    SINKS,
     REPORTS,
+    SINKS,
     UPSTREAMS,
 )
 from tokenyard.store import Database
@@ -73,9 +85,37 @@ def _capacity(
     return pools, health, bus, epoch
 
 
-async def build_app(config: Config, *, epoch: RevocationEpoch | None = None) -> web.Application:
+def _trace(app: web.Application, exporter: SpanExporter | None) -> None:
+    """Traces of finished requests, when OTEL_* asks for them (obs/tracing.py)."""
+    tracing = build_tracing(os.environ, exporter)
+    if tracing is not None:
+        app[SINKS].append(tracing)
+        app.on_cleanup.append(lambda _app: asyncio.to_thread(tracing.shutdown))
+
+
+def _log_requests(app: web.Application, database: Database, config: Config) -> None:
+    """The request log (obs/request_log.py): a sink, its batch writer and purge job. Its
+    cleanup context is added after the one that closes the database, so it is torn down
+    (what is queued written) before it."""
+    request_log = RequestLog(database, config.logging)
+    app[SINKS].append(request_log)
+
+    async def running(_app: web.Application) -> AsyncIterator[None]:
+        request_log.start()
+        yield
+        await request_log.close()
+
+    app.cleanup_ctx.append(running)
+
+
+async def build_app(
+    config: Config,
+    *,
+    epoch: RevocationEpoch | None = None,
+    span_exporter: SpanExporter | None = None,
+) -> web.Application:
     """The gateway as an aiohttp application. Migrations are not run here: the CLI runs them
-    once before any worker starts."""
+    once before any worker starts. ``span_exporter`` (tests) turns tracing on without OTEL_*."""
     app = web.Application(middlewares=[edge], client_max_size=config.server.max_body_bytes)
     app[MAX_BODY] = config.server.max_body_bytes
     database = Database(config.database)
@@ -107,6 +147,7 @@ async def build_app(config: Config, *, epoch: RevocationEpoch | None = None) -> 
     app[CONFIG] = config
     app[POOLS] = pools
     app[SINKS] = []  # where finished request records go (obs/record.py)
+    _trace(app, span_exporter)
     app[GATEWAY] = Gateway(
         catalog=Catalog(config),
         providers=upstreams.providers,
@@ -118,6 +159,7 @@ async def build_app(config: Config, *, epoch: RevocationEpoch | None = None) -> 
         rng=rng,
         health=health,
         routing=config.routing,
+        log_prompts=config.logging.prompts,
     )
     if config.admin_key:
         app[ADMIN_KEY] = config.admin_key
@@ -139,10 +181,18 @@ async def build_app(config: Config, *, epoch: RevocationEpoch | None = None) -> 
         await database.close()
 
     app.cleanup_ctx.append(background)
+    _log_requests(app, database, config)  # after `background`: flushed before the database closes
+    metrics_api.install(app, config, reserved=lambda: len(wallet.active), environ=os.environ)
+    _add_routes(app)
+    return app
+
+
+def _add_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     client_api.add_routes(app)
     admin_api.add_routes(app)
+    admin_watch.add_routes(app)
     payments_api.add_routes(app)
     messages_api.add_routes(app)
-    return app
+    dashboard_ui.add_routes(app)  # the web dashboard under /ui

@@ -15,7 +15,7 @@ from tokenyard.gateway.request import parse_chat
 from tokenyard.identity.service import Principal
 from tokenyard.routing.auto import explain, parse_auto
 from tokenyard.routing.catalog import PublicModel
-from tokenyard.server.http import REQUEST_ID, bearer, json_response, read_json
+from tokenyard.server.http import REQUEST_ID, REQUEST_ID_KEY, bearer, json_response, read_json
 from tokenyard.server.middleware import (
     note_caller,
     note_client_left,
@@ -35,7 +35,7 @@ async def _principal(request: web.Request) -> Principal:
 
 def served_headers(request: web.Request, served: Served) -> dict[str, str]:
     return {
-        REQUEST_ID: request["request_id"],
+        REQUEST_ID: request[REQUEST_ID_KEY],
         "x-tokenyard-model": served.model,
         "x-tokenyard-provider": served.provider,
         "x-tokenyard-attempts": str(served.attempts),
@@ -47,7 +47,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     chat, model = await gateway.parse_chat(principal, await read_json(request))
     note_request(chat.model, stream=chat.stream)
-    request_id = request["request_id"]
+    request_id = request[REQUEST_ID_KEY]
     route = {"x-tokenyard-route": chat.route} if chat.route else {}
     if not chat.stream:
         done = await gateway.complete(request_id, principal, chat, model)
@@ -87,7 +87,7 @@ async def embeddings(request: web.Request) -> web.Response:
     principal = await _principal(request)
     body = await read_json(request)
     note_request(str(body.get("model")), stream=False)
-    done = await request.app[GATEWAY].embed(request["request_id"], principal, body)
+    done = await request.app[GATEWAY].embed(request[REQUEST_ID_KEY], principal, body)
     headers = served_headers(request, done.served)
     headers["x-tokenyard-cost"] = done.served.cost
     return json_response(done.body, headers=headers)

@@ -11,6 +11,8 @@ from tokenyard.server.state import MAX_BODY
 from tokenyard.wire.json import JSONDecodeError, JSONObject, dumps, loads
 
 REQUEST_ID = "x-tokenyard-request-id"
+REQUEST_ID_KEY = web.RequestKey("request_id", str)
+"""Where the edge middleware keeps the request's id (the header's value)."""
 
 
 def json_response(

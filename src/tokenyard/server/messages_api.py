@@ -12,9 +12,10 @@ from aiohttp import web
 from tokenyard.errors import RateLimited, TokenyardError
 from tokenyard.gateway.request import ChatRequest
 from tokenyard.identity.service import Principal
+from tokenyard.obs.record import current
 from tokenyard.routing.catalog import PublicModel
 from tokenyard.server.client_api import served_headers
-from tokenyard.server.http import REQUEST_ID, bearer, json_response, read_json
+from tokenyard.server.http import REQUEST_ID, REQUEST_ID_KEY, bearer, json_response, read_json
 from tokenyard.server.middleware import (
     note_caller,
     note_client_left,
@@ -29,7 +30,7 @@ from tokenyard.wire.anthropic import (
     chat_to_message,
     messages_to_chat,
 )
-from tokenyard.wire.json import JSONObject, loads
+from tokenyard.wire.json import JSONDecodeError, JSONObject, loads
 
 
 async def messages(request: web.Request) -> web.StreamResponse:
@@ -37,7 +38,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
         return await _messages(request)
     except TokenyardError as exc:
         note_error(exc)
-        headers = {REQUEST_ID: request["request_id"]}
+        headers = {REQUEST_ID: request[REQUEST_ID_KEY]}
         if isinstance(exc, RateLimited):
             headers["Retry-After"] = str(exc.retry_after_s)
         return json_response(
@@ -51,7 +52,7 @@ async def _messages(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     chat, model = await gateway.parse_chat(principal, messages_to_chat(body))
     note_request(chat.model, stream=chat.stream)
-    request_id = request["request_id"]
+    request_id = request[REQUEST_ID_KEY]
     if gateway.speaks_messages(chat, model):
         return await _passthrough(request, principal, chat, model, body)
     if not chat.stream:
@@ -111,9 +112,13 @@ async def _passthrough(
     """Anthropic upstreams get the client's body untouched (see gateway/passthrough.py)."""
     headers = {h: request.headers[h] for h in _CLIENT_HEADERS if h in request.headers}
     served, answer = await request.app[GATEWAY].messages_passthrough(
-        request["request_id"], principal, request=chat, model=model, raw=body, headers=headers
+        request[REQUEST_ID_KEY], principal, request=chat, model=model, raw=body, headers=headers
     )
+    record = current()
+    record = record if record is not None and record.capture else None
     if isinstance(answer, bytes):
+        if record is not None:
+            record.keep_completion(_message_text(answer))
         out = served_headers(request, served)
         out["x-tokenyard-cost"] = served.cost
         return web.Response(body=answer, content_type="application/json", headers=out)
@@ -124,16 +129,47 @@ async def _passthrough(
             "Cache-Control": "no-cache",
         }
     )
+    text: list[str] = []
     try:
         await response.prepare(request)
         async for line in answer:
             note_first_byte()
+            if record is not None and b'"text_delta"' in line:
+                text.append(_delta_text(line))
             await response.write(line)
     except ConnectionResetError:  # the client left: closing the relay closes the upstream
         note_client_left()  # and charges
     finally:
         await answer.aclose()
+        if record is not None:
+            record.keep_completion("".join(text))
     return response
+
+
+def _message_text(body: bytes) -> str | None:
+    """The text blocks of an Anthropic message, for the request log."""
+    try:
+        message = loads(body)
+    except JSONDecodeError:
+        return None
+    blocks = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(blocks, list):
+        return None
+    return "".join(
+        b["text"] for b in blocks if isinstance(b, dict) and isinstance(b.get("text"), str)
+    )
+
+
+def _delta_text(line: bytes) -> str:
+    """The text of a ``content_block_delta`` event's data line."""
+    if not line.startswith(b"data:"):
+        return ""
+    try:
+        delta = loads(line[5:].strip()).get("delta")
+    except (JSONDecodeError, AttributeError):
+        return ""
+    text = delta.get("text") if isinstance(delta, dict) else None
+    return text if isinstance(text, str) else ""
 
 
 def add_routes(app: web.Application) -> None:

@@ -19,7 +19,7 @@ from tokenyard.errors import (
 )
 from tokenyard.identity.service import Principal
 from tokenyard.obs.record import CURRENT, RequestRecord, Sink, current
-from tokenyard.server.http import REQUEST_ID, json_response
+from tokenyard.server.http import REQUEST_ID, REQUEST_ID_KEY, json_response
 from tokenyard.server.state import SINKS
 
 log = logging.getLogger(__name__)
@@ -63,11 +63,13 @@ RECORDED = {
 @web.middleware
 async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
     request_id = "req_" + secrets.token_hex(12)
-    request["request_id"] = request_id
+    request[REQUEST_ID_KEY] = request_id
     operation = RECORDED.get(request.path)
     if operation is None:
         return await _answer(request, handler, request_id)
     record = RequestRecord(request_id, operation)
+    record.traceparent = request.headers.get("traceparent")  # a trace span's parent
+    record.tracestate = request.headers.get("tracestate")
     token = CURRENT.set(record)
     try:
         response = await _answer(request, handler, request_id)

@@ -13,6 +13,7 @@ from tokenyard.errors import InvalidRequest, NotFound
 from tokenyard.payments import PaymentEvent, WebhookRejected
 from tokenyard.server.http import bearer, json_response, read_json
 from tokenyard.server.state import CONFIG, IDENTITY, LEDGER, PROCESSORS
+from tokenyard.wire.json import JSONObject
 
 log = logging.getLogger(__name__)
 MAX_TOPUP = Decimal(100_000)
@@ -21,36 +22,48 @@ MAX_TOPUP = Decimal(100_000)
 async def create_topup(request: web.Request) -> web.Response:
     principal = await request.app[IDENTITY].authenticate(bearer(request))
     body = await read_json(request)
-    processors = request.app[PROCESSORS]
-    name = body.get("processor") or (next(iter(processors)) if len(processors) == 1 else None)
+    processor, amount = body.get("processor"), body.get("amount")
+    checkout = await start_checkout(
+        request.app,
+        principal.account_id,
+        processor if isinstance(processor, str) else None,
+        amount if isinstance(amount, str) else None,
+    )
+    return json_response(checkout, status=201)
+
+
+async def start_checkout(
+    app: web.Application, account_id: str, processor: str | None, amount: str | None
+) -> JSONObject:
+    """A hosted checkout of ``amount`` (a decimal string, at most 2 decimals) for the account,
+    with the named processor (or the only one configured). The API's top-up and the
+    dashboard's "Top up" form both start here."""
+    processors = app[PROCESSORS]
+    name = processor or (next(iter(processors)) if len(processors) == 1 else None)
     if name not in processors:
         configured = ", ".join(sorted(processors)) or "none"
         raise InvalidRequest(f"processor must be one of: {configured}", param="processor")
-    value = body.get("amount")
     try:
-        nano = parse_amount(value) if isinstance(value, str) else 0
+        nano = parse_amount(amount) if amount is not None else 0
     except ValueError:
         nano = 0
-    amount = Decimal(nano) / 10**9
-    if not 0 < amount <= MAX_TOPUP or amount != amount.quantize(Decimal("0.01")):
+    value = Decimal(nano) / 10**9
+    if not 0 < value <= MAX_TOPUP or value != value.quantize(Decimal("0.01")):
         raise InvalidRequest(
             f"amount must be a decimal string with at most 2 decimals, up to {MAX_TOPUP}",
             param="amount",
         )
-    currency = request.app[CONFIG].billing.currency
+    currency = app[CONFIG].billing.currency
     checkout = await processors[name].create_checkout(
-        account_id=principal.account_id, amount=amount, currency=currency
+        account_id=account_id, amount=value, currency=currency
     )
-    return json_response(
-        {
-            "processor": checkout.processor,
-            "id": checkout.id,
-            "url": checkout.url,
-            "amount": format_nano(nano),
-            "currency": currency,
-        },
-        status=201,
-    )
+    return {
+        "processor": checkout.processor,
+        "id": checkout.id,
+        "url": checkout.url,
+        "amount": format_nano(nano),
+        "currency": currency,
+    }
 
 
 def _in_billing_currency(app: web.Application, event: PaymentEvent) -> int:

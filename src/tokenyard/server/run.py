@@ -3,7 +3,8 @@
 Workers are forked after migrations ran in the parent; each binds the port with
 SO_REUSEPORT and the kernel spreads connections. They share state only through the
 database (and Redis when configured) exactly as separate machines would, plus one
-shared-memory revocation epoch so a revoked key fails at once in every worker.
+shared-memory revocation epoch so a revoked key fails at once in every worker, and one
+directory of per-process metric files so that a scrape of any worker sees them all.
 """
 
 from __future__ import annotations
@@ -13,15 +14,19 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from tokenyard.config import Config
 from tokenyard.identity.revocation import RevocationEpoch, SharedEpoch
+from tokenyard.obs.exposition import forget_process, use_multiprocess
 from tokenyard.server.app import build_app
+from tokenyard.server.metrics_api import open_listener
 
 log = logging.getLogger(__name__)
 SHUTDOWN_TIMEOUT_S = 30.0
@@ -45,9 +50,11 @@ async def serve_app(
     """Serve until SIGTERM or SIGINT, then finish in-flight requests and clean up."""
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()
+    metrics: web.AppRunner | None = None
     try:
         site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=1024)
         await site.start()
+        metrics = await open_listener(app, reuse_port=reuse_port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -57,6 +64,8 @@ async def serve_app(
             await on_ready()
         await stop.wait()
     finally:
+        if metrics is not None:
+            await metrics.cleanup()
         await runner.cleanup()
 
 
@@ -71,6 +80,15 @@ def _worker(config: Config, host: str, port: int, epoch: RevocationEpoch) -> Non
 
 def serve_workers(config: Config, host: str, port: int, workers: int) -> int:
     """Fork ``workers`` processes and wait; a signal to the parent stops them all."""
+    metrics_dir = tempfile.mkdtemp(prefix="tokenyard-metrics-")  # fresh: no old counts
+    try:
+        return _fork(config, host, port, workers, metrics_dir)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _fork(config: Config, host: str, port: int, workers: int, metrics_dir: str) -> int:
+    use_multiprocess(metrics_dir)  # before the fork: every worker writes its own files there
     context = multiprocessing.get_context("fork")
     epoch = SharedEpoch(context.Value("q", 0))
     procs = [
@@ -90,6 +108,8 @@ def serve_workers(config: Config, host: str, port: int, workers: int) -> int:
     code = 0
     for proc in procs:
         proc.join()
+        if proc.pid is not None:
+            forget_process(proc.pid, metrics_dir)
         if proc.exitcode:
             code = code or 1
             forward(signal.SIGTERM, None)

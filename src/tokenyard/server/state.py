@@ -6,6 +6,7 @@ from aiohttp import web
 
 from tokenyard.config import Config
 from tokenyard.gateway.flow import Gateway
+from tokenyard.identity.portal import Portal
 from tokenyard.identity.service import Identity
 from tokenyard.obs.record import Sink
 from tokenyard.payments import Processor
@@ -27,3 +28,4 @@ MAX_BODY = web.AppKey("max_body_bytes", int)
 PROCESSORS = web.AppKey("processors", dict[str, Processor])
 POOLS = web.AppKey("pools", dict[str, KeyPool])
 SINKS = web.AppKey("sinks", list[Sink])
+PORTAL = web.AppKey("portal", Portal)

@@ -23,6 +23,7 @@ class AccountRow:
     reserved_nano: int
     markup: str | None = None
     regions: tuple[str, ...] | None = None  # residency; None: any region
+    disabled_at: datetime | None = None  # set by an operator: no sign-in, every key revoked
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,7 @@ class KeyRow:
     account_markup: str | None = None  # the account's own markup, a decimal string
     regions: tuple[str, ...] | None = None  # the key's own residency; None: any region
     account_regions: tuple[str, ...] | None = None  # the account's residency
+    log_prompts: bool | None = None  # False: never store this key's text; None: the config
 
 
 def new_id(kind: str) -> str:
@@ -62,7 +64,13 @@ def _tags(value: object) -> tuple[str, ...] | None:
 def _account_row(row: object) -> AccountRow:
     m = row._mapping  # type: ignore[attr-defined]
     return AccountRow(
-        m["id"], m["name"], m["balance_nano"], m["reserved_nano"], m["markup"], _tags(m["regions"])
+        m["id"],
+        m["name"],
+        m["balance_nano"],
+        m["reserved_nano"],
+        m["markup"],
+        _tags(m["regions"]),
+        _utc(m.get("disabled_at")),
     )
 
 
@@ -94,6 +102,7 @@ def _key_row(row: object) -> KeyRow:
         account_markup=m.get("account_markup"),
         regions=_tags(m["regions"]),
         account_regions=_tags(m.get("account_regions")),
+        log_prompts=m["log_prompts"],
     )
 
 
@@ -186,6 +195,7 @@ class SqlAccounts:
         budget_nano: int | None,
         expires_at: datetime | None,
         regions: Sequence[str] | None = None,
+        log_prompts: bool | None = None,
     ) -> KeyRow:
         key_id = new_id("key")
         tags = tuple(regions) if regions is not None else None
@@ -206,6 +216,7 @@ class SqlAccounts:
                         spent_nano=0,
                         expires_at=expires_at,
                         created_at=datetime.now(UTC),
+                        log_prompts=log_prompts,
                     )
                 )
         except SQLAlchemyError as exc:
@@ -224,6 +235,7 @@ class SqlAccounts:
             expires_at,
             None,
             regions=tags,
+            log_prompts=log_prompts,
         )
 
     async def key_by_hash(self, key_hash: str) -> KeyRow | None:

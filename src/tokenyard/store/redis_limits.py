@@ -1,7 +1,7 @@
 """Per-key rate windows in Redis, shared by every gateway process and replica.
 
 One Lua script reads both minutes' counters, decides, and counts — atomically, in one
-round trip. Counters expire after two minutes.
+round trip. Counters expire after two windows (two minutes by default).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ local rpm = tonumber(ARGV[1])
 local tpm = tonumber(ARGV[2])
 local tokens = tonumber(ARGV[3])
 local weight = tonumber(ARGV[4])
+local ttl = tonumber(ARGV[5])
 local req_now = tonumber(redis.call('GET', KEYS[1]) or '0')
 local tok_now = tonumber(redis.call('GET', KEYS[2]) or '0')
 local req_before = tonumber(redis.call('GET', KEYS[3]) or '0')
@@ -29,9 +30,9 @@ local tok_before = tonumber(redis.call('GET', KEYS[4]) or '0')
 if rpm >= 0 and req_before * weight + req_now + 1 > rpm then return 0 end
 if tpm >= 0 and tok_before * weight + tok_now + tokens > tpm then return 0 end
 redis.call('INCR', KEYS[1])
-redis.call('EXPIRE', KEYS[1], 120)
+redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('INCRBY', KEYS[2], tokens)
-redis.call('EXPIRE', KEYS[2], 120)
+redis.call('EXPIRE', KEYS[2], ttl)
 return 1
 """
 
@@ -39,10 +40,13 @@ return 1
 class RedisLimiter:
     """Falls back to in-process counting while Redis is unreachable, and says so."""
 
-    def __init__(self, url: str, clock: Callable[[], float] = time.time):
+    def __init__(self, url: str, clock: Callable[[], float] = time.time, *, ttl_s: int = 120):
+        """``ttl_s``: how long a window's counters live; two windows (the sign-up limiter
+        runs on a slowed clock whose window is an hour, identity/portal.py)."""
         self._redis = Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
         self._script = self._redis.register_script(_ADMIT)
         self._clock = clock
+        self._ttl_s = ttl_s
         self._fallback = MemoryLimiter(clock)
         self.degraded = False
 
@@ -62,6 +66,7 @@ class RedisLimiter:
             -1 if tpm is None else tpm,
             tokens,
             1 - elapsed / WINDOW_S,
+            self._ttl_s,
         ]
         try:
             admitted = await self._script(keys=keys, args=args)
@@ -80,7 +85,7 @@ class RedisLimiter:
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.incrby(name, tokens)
-                pipe.expire(name, 120)
+                pipe.expire(name, self._ttl_s)
                 await pipe.execute()
         except (RedisError, OSError):
             await self._fallback.add_tokens(key_id, tokens)

@@ -1,0 +1,163 @@
+"""The metrics sink: which records become which samples, with which labels, at what cost."""
+
+from __future__ import annotations
+
+import timeit
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from tokenyard.obs.exposition import Exposition, StateCollector
+from tokenyard.obs.metrics import MetricsSink, Vocabulary
+from tokenyard.obs.record import AttemptRecord, RequestRecord
+
+WORDS = Vocabulary(["gpt-mini", "deepseek-chat", "embed"], ["openai-a", "deepseek", "dead"])
+
+
+def _sink(*, key_labels: bool = False, reserved: int = 0) -> tuple[MetricsSink, CollectorRegistry]:
+    registry = CollectorRegistry()
+    return MetricsSink(registry, WORDS, key_labels=key_labels, reserved=lambda: reserved), registry
+
+
+def _attempt(provider: str, model: str, outcome: str, error: str | None = None) -> AttemptRecord:
+    attempt = AttemptRecord(provider, model, "upstream-" + model, f"{provider}#0")
+    attempt.end(outcome, error, 502 if error else None)
+    return attempt
+
+
+def _charged(
+    model: str = "gpt-mini", provider: str = "openai-a", *, stream: bool = False
+) -> RequestRecord:
+    record = RequestRecord("req_0123456789abcdef01234567", "chat", stream=stream)
+    record.account_id, record.key_id, record.key_prefix = "acc_1", "key_secret_id", "ty-abcd"
+    record.requested_model, record.model, record.provider = model, model, provider
+    record.input_tokens, record.cached_tokens, record.output_tokens = 120, 20, 31
+    record.cost_nano, record.charged = 123_456_789, True
+    record.attempts.append(_attempt(provider, model, "ok"))
+    record.ttft_ms, record.latency_ms, record.status = 40.0, 340.0, 200
+    return record
+
+
+def test_a_charged_request_counts_tokens_cost_and_latency() -> None:
+    sink, registry = _sink()
+    sink.emit(_charged(stream=True))
+    sink.emit(_charged())
+    value = registry.get_sample_value
+    labels = {"operation": "chat", "model": "gpt-mini", "provider": "openai-a"}
+    assert value("tokenyard_requests_total", {**labels, "status": "200", "error_type": ""}) == 2
+    assert value("tokenyard_billed_requests_total", labels) == 2
+    assert value("tokenyard_cost_nano_total", labels) == 246_913_578
+    assert value("tokenyard_tokens_total", {**labels, "type": "input"}) == 240
+    assert value("tokenyard_tokens_total", {**labels, "type": "cached_input"}) == 40
+    assert value("tokenyard_tokens_total", {**labels, "type": "output"}) == 62
+    gen_ai = {
+        "gen_ai_operation_name": "chat",
+        "gen_ai_provider_name": "openai-a",
+        "gen_ai_request_model": "gpt-mini",
+        "gen_ai_response_model": "gpt-mini",
+    }
+    usage = {**gen_ai, "gen_ai_token_type": "output"}
+    assert value("gen_ai_client_token_usage_sum", usage) == 62
+    assert value("gen_ai_client_token_usage_bucket", {**usage, "le": "64.0"}) == 2
+    assert value("gen_ai_client_token_usage_bucket", {**usage, "le": "16.0"}) == 0
+    duration = {**gen_ai, "error_type": ""}
+    assert value("gen_ai_server_request_duration_seconds_count", duration) == 2
+    assert value("gen_ai_server_request_duration_seconds_sum", duration) == 0.68
+    assert value("gen_ai_server_time_to_first_token_seconds_count", gen_ai) == 2
+    # only the stream: (340 - 40) ms over 30 tokens after the first
+    assert value("gen_ai_server_time_per_output_token_seconds_count", gen_ai) == 1
+    assert value("gen_ai_server_time_per_output_token_seconds_sum", gen_ai) == 0.01
+    attempt = {"provider": "openai-a", "model": "gpt-mini", "outcome": "ok"}
+    assert value("tokenyard_upstream_attempts_total", attempt) == 2
+
+
+def test_failover_and_fallback_are_counted_from_the_attempts() -> None:
+    sink, registry = _sink()
+    record = _charged("deepseek-chat", "deepseek")
+    record.requested_model = "gpt-mini"
+    record.attempts[:0] = [
+        _attempt("dead", "gpt-mini", "failed", "upstream_failed"),
+        _attempt("openai-a", "gpt-mini", "failed", "Weird Code From Upstream!"),
+    ]
+    sink.emit(record)
+    value = registry.get_sample_value
+    errors = {"provider": "dead", "model": "gpt-mini", "error": "upstream_failed"}
+    assert value("tokenyard_upstream_errors_total", errors) == 1
+    odd = {"provider": "openai-a", "model": "gpt-mini", "error": "other"}
+    assert value("tokenyard_upstream_errors_total", odd) == 1
+    assert value("tokenyard_retries_total", {"operation": "chat", "model": "deepseek-chat"}) == 2
+    fallback = {"from_model": "gpt-mini", "to_model": "deepseek-chat"}
+    assert value("tokenyard_fallbacks_total", fallback) == 1
+
+
+def test_refusals_count_as_rejections_and_unknown_names_stay_bounded() -> None:
+    sink, registry = _sink()
+    for status, error_type, code, model in (
+        (402, "insufficient_quota", "insufficient_quota", "gpt-mini"),
+        (429, "rate_limit_error", "rate_limit_exceeded", "gpt-mini"),
+        (404, "not_found_error", "model_not_found", "no-such-model-" + "x" * 30),
+    ):
+        record = RequestRecord("req_1", "chat")
+        record.requested_model, record.status, record.latency_ms = model, status, 3.0
+        record.fail(error_type, code)
+        sink.emit(record)
+    value = registry.get_sample_value
+    for status, code in (("402", "insufficient_quota"), ("429", "rate_limit_exceeded")):
+        labels = {"operation": "chat", "model": "gpt-mini", "status": status, "code": code}
+        assert value("tokenyard_rejections_total", labels) == 1
+    unknown = {
+        "operation": "chat",
+        "model": "unknown",
+        "provider": "none",
+        "status": "404",
+        "error_type": "not_found_error",
+    }
+    assert value("tokenyard_requests_total", unknown) == 1
+    text = generate_latest(registry).decode()
+    assert "no-such-model" not in text
+    assert 'status="404"' not in text.split("tokenyard_rejections_total")[-1]
+
+
+def test_no_key_or_request_id_unless_key_labels_are_asked_for() -> None:
+    sink, registry = _sink()
+    sink.emit(_charged())
+    text = generate_latest(registry).decode()
+    for secret in ("req_0123456789abcdef01234567", "key_secret_id", "acc_1", "ty-abcd", "#0"):
+        assert secret not in text
+    sink, registry = _sink(key_labels=True)
+    sink.emit(_charged())
+    labels = {"operation": "chat", "model": "gpt-mini", "provider": "openai-a"}
+    assert registry.get_sample_value(
+        "tokenyard_cost_nano_total", {**labels, "key_prefix": "ty-abcd"}
+    )
+    assert "key_secret_id" not in generate_latest(registry).decode()
+
+
+def test_a_scrape_reads_circuits_keys_and_open_holds_at_that_moment() -> None:
+    held = [3]
+    registry = CollectorRegistry()
+    sink = MetricsSink(registry, WORDS, reserved=lambda: held[0])
+    state = StateCollector(
+        lambda: {"openai-a/gpt-4o-mini": "open", "deepseek/deepseek-chat": "closed"},
+        lambda: {"openai-a": ["ready", "cooling", "refused"], "dead": []},
+    )
+    exposition = Exposition(registry, state, multiprocess_dir=None, before=sink.refresh)
+    text = exposition.render().decode()
+    assert 'tokenyard_circuit_state{deployment="openai-a/gpt-4o-mini",state="open"} 1.0' in text
+    assert 'tokenyard_circuit_state{deployment="openai-a/gpt-4o-mini",state="closed"} 0.0' in text
+    assert 'tokenyard_upstream_keys{provider="openai-a",state="cooling"} 1.0' in text
+    assert 'tokenyard_upstream_keys{provider="dead",state="ready"} 0.0' in text
+    assert "tokenyard_reservations_active 3.0" in text
+    held[0] = 0
+    assert "tokenyard_reservations_active 0.0" in exposition.render().decode()
+
+
+def test_emit_is_cheap() -> None:
+    """It runs on the event loop after every response: tens of microseconds, not more."""
+    sink, _registry = _sink()
+    records = [_charged(stream=True), _charged("deepseek-chat", "deepseek")]
+    for record in records:
+        sink.emit(record)  # label children exist: the steady state
+    runs = 2000
+    seconds = min(timeit.repeat(lambda: sink.emit(records[0]), number=runs, repeat=5)) / runs
+    print(f"metrics sink: {seconds * 1e6:.1f} µs per record")
+    assert seconds < 500e-6
