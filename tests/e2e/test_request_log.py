@@ -344,3 +344,26 @@ def test_rows_past_the_retention_are_purged(
         assert [r["id"] for r in rows] == [recent.id]
     finally:
         assert purging.stop() == 0, purging.log()
+
+
+def test_an_abandoned_stream_is_logged_with_what_it_was_charged(gateway: RunningGateway) -> None:
+    """The client hangs up after the first event: the record still carries the charge the
+    ledger made for what the upstream produced, and says the client left."""
+    key = make_key(gateway)
+    with httpx.stream(
+        "POST",
+        gateway.base_url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key.key}"},
+        json={"model": "gpt-mini", "messages": USER, "stream": True},
+    ) as response:
+        next(response.iter_lines())  # the first event, then hang up
+    [row] = logged(gateway, 1, key_id=key.id)
+    assert row["stream"] is True and row["model"] == "gpt-mini"
+    assert (row["status"], row["error"]) == (200, {"type": "client_disconnected", "code": None})
+    for _ in range(100):
+        spent = gateway.admin("GET", f"/admin/usage?key_id={key.id}").json()["rows"]
+        if spent:
+            break
+        time.sleep(0.05)
+    assert Decimal(row["cost"]) > 0
+    assert row["cost"] == spent[0]["cost"]  # the log says what the ledger charged
