@@ -8,10 +8,12 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 import pytest
+from sqlalchemy import select
 
 from tokenyard.store import Database
 from tokenyard.store.accounts import SqlAccounts
 from tokenyard.store.portal import EmailTaken, InviteRefused, SqlPortal
+from tokenyard.store.tables import ledger
 
 
 def run(url: str, scenario: Callable[[SqlPortal, SqlAccounts], Awaitable[None]]) -> None:
@@ -93,5 +95,27 @@ def test_disabling_revokes_every_key_at_once(database_url: str) -> None:
         still = await accounts.get_account(user.account_id)
         assert still is not None and still.disabled_at == account.disabled_at
         assert await portal.disable_account("acct_missing") is None
+
+    run(database_url, scenario)
+
+
+def test_the_signup_credit_is_written_with_the_user_or_not_at_all(database_url: str) -> None:
+    async def scenario(portal: SqlPortal, accounts: SqlAccounts) -> None:
+        user = await portal.create_user("credit@example.com", "h", credit_nano=5_000_000_000)
+        account = await accounts.get_account(user.account_id)
+        assert account is not None and account.balance_nano == 5_000_000_000
+        async with portal._engine.connect() as conn:  # the ledger row that explains it
+            rows = (
+                await conn.execute(
+                    select(ledger.c.amount_nano, ledger.c.reference).where(
+                        ledger.c.account_id == user.account_id
+                    )
+                )
+            ).all()
+        assert [tuple(r) for r in rows] == [(5_000_000_000, f"signup:{user.id}")]
+        before = len(await accounts.list_accounts())
+        with pytest.raises(EmailTaken):  # refused: no account, no credit
+            await portal.create_user("CREDIT@example.com", "h", credit_nano=5_000_000_000)
+        assert len(await accounts.list_accounts()) == before
 
     run(database_url, scenario)

@@ -29,7 +29,6 @@ from tokenyard.errors import (
     RateLimited,
 )
 from tokenyard.identity.service import Identity
-from tokenyard.store.ledger import SqlLedger
 from tokenyard.store.limits import WINDOW_S, KeyLimiter
 from tokenyard.store.portal import EmailTaken, InviteRefused, SqlPortal, UserRow
 
@@ -81,7 +80,6 @@ class Portal:
         self,
         store: SqlPortal,
         identity: Identity,
-        ledger: SqlLedger,
         limiter: KeyLimiter,
         *,
         signup: Signup,
@@ -93,7 +91,6 @@ class Portal:
         self.signup = signup
         self.signup_credit_nano = signup_credit_nano
         self._identity = identity
-        self._ledger = ledger
         self._limiter = limiter
         self._per_hour = signups_per_hour
         self._hasher = hasher or PasswordHasher()
@@ -102,9 +99,10 @@ class Portal:
     async def sign_up(
         self, email: str, password: str, *, invite: str | None, client: str
     ) -> UserRow:
-        """A new user and account, credited ``signup_credit`` once (ledger reference
-        ``signup:<user id>``). Every well-formed attempt counts against the client's hourly
-        allowance — refused ones too, so invite codes and addresses cannot be guessed fast."""
+        """A new user and account, credited ``signup_credit`` once, in the same transaction
+        (ledger reference ``signup:<user id>``). Every well-formed attempt counts against the
+        client's hourly allowance — refused ones too, so invite codes and addresses cannot be
+        guessed fast."""
         if self.signup == "off":
             raise NotFound("sign-up is off on this gateway")
         email = check_email(email)
@@ -121,7 +119,9 @@ class Portal:
         digest = await asyncio.to_thread(self._hasher.hash, password)
         code = invite_digest(invite) if self.signup == "invite" and invite else None
         try:
-            user = await self.store.create_user(email, digest, invite_hash=code)
+            user = await self.store.create_user(
+                email, digest, invite_hash=code, credit_nano=self.signup_credit_nano
+            )
         except EmailTaken:
             raise InvalidRequest(
                 "an account with this e-mail address exists: sign in instead", param="email"
@@ -130,13 +130,6 @@ class Portal:
             raise PermissionDenied(
                 "this invite code is not valid or was used already", param="invite"
             ) from None
-        if self.signup_credit_nano > 0:
-            await self._ledger.credit(
-                user.account_id,
-                self.signup_credit_nano,
-                f"signup:{user.id}",
-                note="sign-up credit",
-            )
         return user
 
     async def sign_in(self, email: str, password: str) -> UserRow:

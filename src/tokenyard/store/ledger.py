@@ -24,6 +24,38 @@ def _unavailable(exc: Exception) -> ServiceUnavailable:
     return ServiceUnavailable(f"database unavailable: {type(exc).__name__}")
 
 
+async def credit_in(
+    conn: AsyncConnection,
+    account_id: str,
+    amount_nano: int,
+    reference: str,
+    *,
+    kind: str = "credit",
+    note: str | None = None,
+) -> bool:
+    """Within the caller's transaction: the ledger row (unique ``reference``; a duplicate
+    raises IntegrityError) and the balance it moves. False when there is no such account
+    (the caller must roll back)."""
+    now = datetime.now(UTC)
+    await conn.execute(
+        insert(ledger).values(
+            account_id=account_id,
+            kind=kind,
+            amount_nano=amount_nano,
+            reference=reference,
+            created_at=now,
+            day=now.date().isoformat(),
+            note=note,
+        )
+    )
+    changed = await conn.execute(
+        update(accounts)
+        .where(accounts.c.id == account_id)
+        .values(balance_nano=accounts.c.balance_nano + amount_nano)
+    )
+    return bool(changed.rowcount)
+
+
 class SqlLedger:
     def __init__(self, engine: AsyncEngine):
         self._engine = engine
@@ -41,26 +73,11 @@ class SqlLedger:
     ) -> tuple[int, bool] | None:
         """Add ``amount_nano`` (negative for an adjustment down) once per ``reference``.
         Returns the balance and whether this call applied it; None if no such account."""
-        now = datetime.now(UTC)
         try:
             async with self._engine.begin() as conn:
-                await conn.execute(
-                    insert(ledger).values(
-                        account_id=account_id,
-                        kind=kind,
-                        amount_nano=amount_nano,
-                        reference=reference,
-                        created_at=now,
-                        day=now.date().isoformat(),
-                        note=note,
-                    )
-                )
-                changed = await conn.execute(
-                    update(accounts)
-                    .where(accounts.c.id == account_id)
-                    .values(balance_nano=accounts.c.balance_nano + amount_nano)
-                )
-                if not changed.rowcount:
+                if not await credit_in(
+                    conn, account_id, amount_nano, reference, kind=kind, note=note
+                ):
                     raise _Abort
                 return await self._balance(conn, account_id), True
         except _Abort:

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tokenyard.errors import ServiceUnavailable
 from tokenyard.store.accounts import new_id
+from tokenyard.store.ledger import credit_in
 from tokenyard.store.tables import accounts, api_keys, invites, users
 
 
@@ -50,10 +51,17 @@ class SqlPortal:
         self._engine = engine
 
     async def create_user(
-        self, email: str, password_hash: str, *, invite_hash: str | None = None
+        self,
+        email: str,
+        password_hash: str,
+        *,
+        invite_hash: str | None = None,
+        credit_nano: int = 0,
     ) -> UserRow:
-        """A new user with a new, empty account named after the address (stored
-        lower-cased). Raises EmailTaken or InviteRefused, and then nothing was written."""
+        """A new user with a new account named after the address (stored lower-cased),
+        credited ``credit_nano`` (ledger reference ``signup:<user id>``) in the same
+        transaction: there is no user without the credit. Raises EmailTaken or
+        InviteRefused, and then nothing was written."""
         email = email.strip().lower()
         user_id, account_id = new_id("user"), new_id("acct")
         now = datetime.now(UTC)
@@ -81,6 +89,10 @@ class SqlPortal:
                         created_at=now,
                     )
                 )
+                if credit_nano > 0:
+                    await credit_in(
+                        conn, account_id, credit_nano, f"signup:{user_id}", note="sign-up credit"
+                    )
         except IntegrityError:  # the only unique value not drawn at random is the address
             raise EmailTaken from None
         except SQLAlchemyError as exc:

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from tokenyard.billing.money import to_nano
 from tokenyard.identity.portal import Portal, hour_clock, hour_window_ttl_s
-from tokenyard.server.state import ADMIN_KEY, CONFIG, DATABASE, IDENTITY, LEDGER, PORTAL
+from tokenyard.server.state import ADMIN_KEY, CONFIG, DATABASE, IDENTITY, PORTAL
 from tokenyard.server.ui import accounts, auth, pages, portal, request_log
 from tokenyard.server.ui.render import HERE, UI, Ui
 from tokenyard.server.ui.session import signing_key
@@ -48,7 +48,6 @@ def _portal(app: web.Application) -> Portal:
     return Portal(
         SqlPortal(app[DATABASE].engine),
         app[IDENTITY],
-        app[LEDGER],
         limiter,
         signup=config.portal.signup,
         signup_credit_nano=to_nano(config.billing.signup_credit),
