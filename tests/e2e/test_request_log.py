@@ -348,7 +348,7 @@ def test_rows_past_the_retention_are_purged(
 
 def test_an_abandoned_stream_is_logged_with_what_it_was_charged(gateway: RunningGateway) -> None:
     """The client hangs up after the first event: the record still carries the charge the
-    ledger made for what the upstream produced, and says the client left."""
+    ledger made for what the upstream produced."""
     key = make_key(gateway)
     with httpx.stream(
         "POST",
@@ -359,7 +359,10 @@ def test_an_abandoned_stream_is_logged_with_what_it_was_charged(gateway: Running
         next(response.iter_lines())  # the first event, then hang up
     [row] = logged(gateway, 1, key_id=key.id)
     assert row["stream"] is True and row["model"] == "gpt-mini"
-    assert (row["status"], row["error"]) == (200, {"type": "client_disconnected", "code": None})
+    # Whether the gateway saw the hang-up depends on whether the rest of the stream was
+    # still to be written when it came (a short answer may already be in the socket).
+    assert row["status"] == 200
+    assert row["error"] in (None, {"type": "client_disconnected", "code": None})
     for _ in range(100):
         spent = gateway.admin("GET", f"/admin/usage?key_id={key.id}").json()["rows"]
         if spent:
