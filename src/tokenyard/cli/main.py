@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 
 from tokenyard import __version__
@@ -50,13 +51,16 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     config = _load(args.config)
     configure_logging(config.logging.level)
+    # Until the serving loop handles SIGHUP (a config reload), one must not kill the process.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     install_uvloop()
     asyncio.run(_upgrade(config.database))
     if args.workers > 1:
-        return serve_workers(config, args.host, args.port, args.workers)
+        return serve_workers(config, args.config, args.host, args.port, args.workers)
 
     async def main() -> None:
-        await serve_app(await build_app(config), args.host, args.port)
+        app = await build_app(config, config_path=args.config)
+        await serve_app(app, args.host, args.port)
 
     asyncio.run(main())
     return 0

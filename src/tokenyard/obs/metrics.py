@@ -306,6 +306,10 @@ class MetricsSink:
         if record.charged and record.model and first != served:
             self.fallbacks(first, served).inc()
 
+    def use_vocabulary(self, vocabulary: Vocabulary) -> None:
+        """After a config reload: label the new models and providers by name."""
+        self._words = vocabulary
+
     def refresh(self) -> None:
         """Re-read what is read rather than counted (this process's open holds)."""
         if self._reserved is not None:

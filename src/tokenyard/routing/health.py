@@ -133,6 +133,10 @@ class HealthBook:
         self._states: dict[str, _State] = {}
         self.on_change = on_change
 
+    def reconfigure(self, policy: HealthPolicy) -> None:
+        """New thresholds from a config reload; what each deployment went through stays."""
+        self._policy = policy
+
     # -- asking ---------------------------------------------------------------------------
 
     def available(self, deployment: str) -> bool:

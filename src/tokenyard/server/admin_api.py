@@ -15,16 +15,9 @@ from tokenyard.billing.money import format_nano, parse_amount
 from tokenyard.errors import AuthenticationFailed, InvalidRequest, NotFound
 from tokenyard.gateway.flow import Gateway
 from tokenyard.identity.service import Identity
+from tokenyard.server.generation import CURRENT, generation_of
 from tokenyard.server.http import bearer, json_response, read_json
-from tokenyard.server.state import (
-    ADMIN_KEY,
-    CONFIG,
-    GATEWAY,
-    IDENTITY,
-    LEDGER,
-    PORTAL,
-    REPORTS,
-)
+from tokenyard.server.state import ADMIN_KEY, IDENTITY, LEDGER, PORTAL, REPORTS
 from tokenyard.store.accounts import AccountRow
 from tokenyard.store.ledger import DuplicateReference
 from tokenyard.store.reports import UsageFilter
@@ -153,7 +146,7 @@ async def create_account(request: web.Request) -> web.Response:
     name = _text(body, "name")
     assert name is not None
     account = await request.app[IDENTITY].store.create_account(
-        name, markup=_markup(body), regions=_regions(body, request.app[GATEWAY])
+        name, markup=_markup(body), regions=_regions(body, generation_of(request).gateway)
     )
     return json_response(_account_json(account), status=201)
 
@@ -173,7 +166,7 @@ async def update_account(request: web.Request) -> web.Response:
         raise InvalidRequest(
             f"only regions can be changed here, not {', '.join(extra)}", param=extra[0]
         )
-    regions = _regions(body, request.app[GATEWAY])
+    regions = _regions(body, generation_of(request).gateway)
     account = await request.app[IDENTITY].set_account_regions(request.match_info["id"], regions)
     if account is None:
         raise NotFound("no such account")
@@ -284,7 +277,7 @@ async def build_statement(app: web.Application, account: AccountRow, month: str)
         account_id=account.id,
         account_name=account.name,
         month=month,
-        currency=app[CONFIG].billing.currency,
+        currency=app[CURRENT].generation.config.billing.currency,
         lines=lines,
         credits_nano=await reports.credits(account.id, start, end),
     )
@@ -309,7 +302,7 @@ async def create_key(request: web.Request) -> web.Response:
         raise NotFound("no such account", param="account_id")
     if account.disabled_at is not None:
         raise InvalidRequest("the account is disabled: it gets no keys", param="account_id")
-    regions = _regions(body, request.app[GATEWAY])
+    regions = _regions(body, generation_of(request).gateway)
     if (
         regions is not None
         and account.regions is not None
@@ -323,7 +316,7 @@ async def create_key(request: web.Request) -> web.Response:
     issued = await identity.issue_key(
         account_id=account_id,
         name=_text(body, "name", required=False) or "default",
-        models=_models(body, request.app[GATEWAY]),
+        models=_models(body, generation_of(request).gateway),
         rpm=_positive_int(body, "rpm"),
         tpm=_positive_int(body, "tpm"),
         budget_nano=_amount(body, "budget"),

@@ -9,8 +9,9 @@ from tokenyard.billing.money import format_nano
 from tokenyard.errors import InvalidRequest
 from tokenyard.routing.health import Snapshot
 from tokenyard.server.admin_api import parse_when, require_admin
+from tokenyard.server.generation import generation_of
 from tokenyard.server.http import json_response
-from tokenyard.server.state import CONFIG, DATABASE, GATEWAY, POOLS
+from tokenyard.server.state import DATABASE
 from tokenyard.store.request_log import RequestFilter, RequestRow, SqlRequestLog
 from tokenyard.wire.json import JSONObject
 
@@ -18,9 +19,9 @@ from tokenyard.wire.json import JSONObject
 async def providers(request: web.Request) -> web.Response:
     """Health, latency and limits per provider key and deployment; never a secret."""
     require_admin(request)
-    config = request.app[CONFIG]
-    gateway = request.app[GATEWAY]
-    pools = request.app[POOLS]
+    config = generation_of(request).config
+    gateway = generation_of(request).gateway
+    pools = generation_of(request).pools
     return json_response(
         {
             "providers": [

@@ -16,16 +16,12 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from tokenyard.billing.reaper import Reaper, new_owner
 from tokenyard.billing.wallet import Wallet
 from tokenyard.config import Config
-from tokenyard.gateway.flow import Gateway
 from tokenyard.identity.revocation import MemoryEpoch, RevocationEpoch
 from tokenyard.identity.service import Identity
 from tokenyard.obs.request_log import RequestLog
 from tokenyard.obs.tracing import build_tracing
 from tokenyard.payments import build_processors
-from tokenyard.pool.keys import KeyPool
-from tokenyard.providers.registry import build_upstreams
-from tokenyard.routing.catalog import Catalog
-from tokenyard.routing.health import HealthBook, HealthPolicy
+from tokenyard.routing.health import HealthBook
 from tokenyard.server import (
     admin_api,
     admin_watch,
@@ -33,24 +29,30 @@ from tokenyard.server import (
     messages_api,
     metrics_api,
     payments_api,
+    reload,
 )
 from tokenyard.server import ui as dashboard_ui
+from tokenyard.server.generation import (
+    CURRENT,
+    Current,
+    Lasting,
+    build_generation,
+    health_policy,
+    pin,
+)
 from tokenyard.server.http import json_response
 from tokenyard.server.middleware import edge
+from tokenyard.server.reload import RELOADER, WORKERS, Reloader
 from tokenyard.server.sharing import share
 from tokenyard.server.state import (
     ADMIN_KEY,
-    CONFIG,
     DATABASE,
-    GATEWAY,
     IDENTITY,
     LEDGER,
     MAX_BODY,
-    POOLS,
     PROCESSORS,
     REPORTS,
     SINKS,
-    UPSTREAMS,
 )
 from tokenyard.store import Database
 from tokenyard.store.accounts import SqlAccounts
@@ -71,18 +73,22 @@ async def readyz(request: web.Request) -> web.Response:
     return json_response({"status": "database unreachable"}, status=503)
 
 
-def _capacity(
-    config: Config, rng: random.Random, limiter: KeyLimiter, epoch: RevocationEpoch
-) -> tuple[dict[str, KeyPool], HealthBook, RedisBus | None, RevocationEpoch]:
-    """Key pools and the health book; with Redis, shared with every other process."""
-    pools = {
-        name: KeyPool(name, p.keys, rng, windows=limiter) for name, p in config.providers.items()
-    }
-    health = HealthBook(HealthPolicy(**config.health.model_dump()))
+def _lasting(
+    app: web.Application,
+    config: Config,
+    wallet: Wallet,
+    limiter: KeyLimiter,
+    epoch: RevocationEpoch,
+) -> tuple[Lasting, RedisBus | None, RevocationEpoch]:
+    """What outlives a config reload; with Redis, key and circuit moves are shared with
+    every other process (server/sharing.py)."""
+    rng = random.Random()  # noqa: S311 — load spreading, not security
+    health = HealthBook(health_policy(config))
+    lasting = Lasting(wallet=wallet, limiter=limiter, health=health, rng=rng)
     bus = RedisBus(config.redis) if config.redis else None
     if bus is not None:
-        epoch = share(bus, pools, health, epoch)
-    return pools, health, bus, epoch
+        epoch, lasting.on_cool = share(bus, lambda: app[CURRENT].generation.pools, health, epoch)
+    return lasting, bus, epoch
 
 
 def _trace(app: web.Application, exporter: SpanExporter | None) -> None:
@@ -113,23 +119,28 @@ async def build_app(
     *,
     epoch: RevocationEpoch | None = None,
     span_exporter: SpanExporter | None = None,
+    config_path: str | None = None,
+    workers: int = 1,
 ) -> web.Application:
     """The gateway as an aiohttp application. Migrations are not run here: the CLI runs them
-    once before any worker starts. ``span_exporter`` (tests) turns tracing on without OTEL_*."""
-    app = web.Application(middlewares=[edge], client_max_size=config.server.max_body_bytes)
+    once before any worker starts. ``span_exporter`` (tests) turns tracing on without OTEL_*.
+    ``config_path`` is the file a reload re-reads (server/reload.py); ``workers`` how many
+    processes serve the port, so that ``POST /admin/reload`` can reach them all."""
+    app = web.Application(middlewares=[edge, pin], client_max_size=config.server.max_body_bytes)
     app[MAX_BODY] = config.server.max_body_bytes
     database = Database(config.database)
-    upstreams = await build_upstreams(config.providers)
-    rng = random.Random()  # noqa: S311 — load spreading, not security
     app[DATABASE] = database
-    app[UPSTREAMS] = upstreams
     limiter: KeyLimiter = RedisLimiter(config.redis) if config.redis else MemoryLimiter()
-    pools, health, bus, epoch = _capacity(config, rng, limiter, epoch or MemoryEpoch())
-    app[IDENTITY] = Identity(SqlAccounts(database.engine), epoch)
-    ledger = SqlLedger(database.engine)
     holds = database.hold_store()
     owner, host, pid = new_owner()
     wallet = Wallet(holds, owner=owner)
+    lasting, bus, epoch = _lasting(app, config, wallet, limiter, epoch or MemoryEpoch())
+    current = Current(await build_generation(1, config, lasting))
+    app[CURRENT] = current
+    app[RELOADER] = Reloader(current, lasting, config_path)
+    app[WORKERS] = workers
+    app[IDENTITY] = Identity(SqlAccounts(database.engine), epoch)
+    ledger = SqlLedger(database.engine)
     reaper = Reaper(
         ledger,
         holds,
@@ -144,23 +155,8 @@ async def build_app(
     payment_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     app[PROCESSORS] = build_processors(config.payments, payment_session, time.time)
     app[REPORTS] = SqlReports(database.engine)
-    app[CONFIG] = config
-    app[POOLS] = pools
     app[SINKS] = []  # where finished request records go (obs/record.py)
     _trace(app, span_exporter)
-    app[GATEWAY] = Gateway(
-        catalog=Catalog(config),
-        providers=upstreams.providers,
-        pools=pools,
-        wallet=wallet,
-        limiter=limiter,
-        markup=config.billing.markup,
-        default_max_output=config.billing.default_max_output_tokens,
-        rng=rng,
-        health=health,
-        routing=config.routing,
-        log_prompts=config.logging.prompts,
-    )
     if config.admin_key:
         app[ADMIN_KEY] = config.admin_key
 
@@ -177,7 +173,7 @@ async def build_app(
             await bus.close()
         await limiter.close()
         await payment_session.close()
-        await upstreams.close()
+        await current.close()  # the upstream sessions of every generation
         await database.close()
 
     app.cleanup_ctx.append(background)
@@ -192,6 +188,7 @@ def _add_routes(app: web.Application) -> None:
     app.router.add_get("/readyz", readyz)
     client_api.add_routes(app)
     admin_api.add_routes(app)
+    reload.add_routes(app)
     admin_watch.add_routes(app)
     payments_api.add_routes(app)
     messages_api.add_routes(app)

@@ -15,6 +15,7 @@ from tokenyard.gateway.request import parse_chat
 from tokenyard.identity.service import Principal
 from tokenyard.routing.auto import explain, parse_auto
 from tokenyard.routing.catalog import PublicModel
+from tokenyard.server.generation import generation_of
 from tokenyard.server.http import REQUEST_ID, REQUEST_ID_KEY, bearer, json_response, read_json
 from tokenyard.server.middleware import (
     note_caller,
@@ -23,7 +24,7 @@ from tokenyard.server.middleware import (
     note_first_byte,
     note_request,
 )
-from tokenyard.server.state import CONFIG, GATEWAY, IDENTITY, REPORTS
+from tokenyard.server.state import IDENTITY, REPORTS
 from tokenyard.store.reports import UsageFilter
 from tokenyard.wire.json import dumps
 from tokenyard.wire.sse import frame
@@ -44,7 +45,7 @@ def served_headers(request: web.Request, served: Served) -> dict[str, str]:
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     principal = await _principal(request)
-    gateway = request.app[GATEWAY]
+    gateway = generation_of(request).gateway
     chat, model = await gateway.parse_chat(principal, await read_json(request))
     note_request(chat.model, stream=chat.stream)
     request_id = request[REQUEST_ID_KEY]
@@ -87,7 +88,7 @@ async def embeddings(request: web.Request) -> web.Response:
     principal = await _principal(request)
     body = await read_json(request)
     note_request(str(body.get("model")), stream=False)
-    done = await request.app[GATEWAY].embed(request[REQUEST_ID_KEY], principal, body)
+    done = await generation_of(request).gateway.embed(request[REQUEST_ID_KEY], principal, body)
     headers = served_headers(request, done.served)
     headers["x-tokenyard-cost"] = done.served.cost
     return json_response(done.body, headers=headers)
@@ -116,7 +117,7 @@ def _usable(principal: Principal, model: PublicModel) -> bool:
 
 async def list_models(request: web.Request) -> web.Response:
     principal = await _principal(request)
-    models = request.app[GATEWAY].catalog.models.values()
+    models = generation_of(request).gateway.catalog.models.values()
     data = [_model_entry(m) for m in models if _usable(principal, m)]
     return json_response({"object": "list", "data": data})
 
@@ -124,7 +125,7 @@ async def list_models(request: web.Request) -> web.Response:
 async def get_model(request: web.Request) -> web.Response:
     principal = await _principal(request)
     name = request.match_info["model"]
-    model = request.app[GATEWAY].catalog.get(name)
+    model = generation_of(request).gateway.catalog.get(name)
     if model is None or not _usable(principal, model):
         raise ModelNotFound(f"the model {name!r} does not exist", param="model")
     return json_response(_model_entry(model))
@@ -144,7 +145,7 @@ async def account(request: web.Request) -> web.Response:
     spent = await request.app[REPORTS].usage(
         UsageFilter(account_id=account_row.id, since=start, until=end), "day"
     )
-    config = request.app[CONFIG]
+    config = generation_of(request).config
     return json_response(
         {
             "account_id": account_row.id,
@@ -178,7 +179,7 @@ async def route(request: web.Request) -> web.Response:
     """What `auto` would choose for this chat request, and why — no upstream is called."""
     principal = await _principal(request)
     body = await read_json(request)
-    gateway = request.app[GATEWAY]
+    gateway = generation_of(request).gateway
     chat = parse_chat(body)
     chat = replace(chat, regions=principal.narrow_regions(chat.regions))  # residency
     tier = parse_auto(chat.model)

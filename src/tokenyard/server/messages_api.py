@@ -15,6 +15,7 @@ from tokenyard.identity.service import Principal
 from tokenyard.obs.record import current
 from tokenyard.routing.catalog import PublicModel
 from tokenyard.server.client_api import served_headers
+from tokenyard.server.generation import generation_of
 from tokenyard.server.http import REQUEST_ID, REQUEST_ID_KEY, bearer, json_response, read_json
 from tokenyard.server.middleware import (
     note_caller,
@@ -23,7 +24,7 @@ from tokenyard.server.middleware import (
     note_first_byte,
     note_request,
 )
-from tokenyard.server.state import GATEWAY, IDENTITY
+from tokenyard.server.state import IDENTITY
 from tokenyard.wire.anthropic import (
     StreamTranslator,
     anthropic_error,
@@ -49,7 +50,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
 async def _messages(request: web.Request) -> web.StreamResponse:
     principal = note_caller(await request.app[IDENTITY].authenticate(bearer(request)))
     body = await read_json(request)
-    gateway = request.app[GATEWAY]
+    gateway = generation_of(request).gateway
     chat, model = await gateway.parse_chat(principal, messages_to_chat(body))
     note_request(chat.model, stream=chat.stream)
     request_id = request[REQUEST_ID_KEY]
@@ -111,7 +112,7 @@ async def _passthrough(
 ) -> web.StreamResponse:
     """Anthropic upstreams get the client's body untouched (see gateway/passthrough.py)."""
     headers = {h: request.headers[h] for h in _CLIENT_HEADERS if h in request.headers}
-    served, answer = await request.app[GATEWAY].messages_passthrough(
+    served, answer = await generation_of(request).gateway.messages_passthrough(
         request[REQUEST_ID_KEY], principal, request=chat, model=model, raw=body, headers=headers
     )
     record = current()

@@ -21,8 +21,9 @@ from tokenyard.config import Config
 from tokenyard.errors import AuthenticationFailed
 from tokenyard.obs.exposition import Exposition, StateCollector, multiprocess_dir
 from tokenyard.obs.metrics import MetricsSink, Vocabulary
+from tokenyard.server.generation import CURRENT, Generation
 from tokenyard.server.http import bearer
-from tokenyard.server.state import ADMIN_KEY, CONFIG, GATEWAY, POOLS, SINKS
+from tokenyard.server.state import ADMIN_KEY, SINKS
 
 log = logging.getLogger(__name__)
 METRICS = web.AppKey("metrics", Exposition)
@@ -44,16 +45,23 @@ def install(
         reserved=reserved,
     )
     app[SINKS].append(sink)
-    deployments = sorted(
-        {f"{d.provider}/{d.model}" for m in config.models.values() for d in m.deployments}
-    )
+    current = app[CURRENT]  # read at scrape time: a config reload changes what there is
+
+    def relabel(generation: Generation) -> None:
+        sink.use_vocabulary(Vocabulary(generation.config.models, generation.config.providers))
+
+    current.listeners.append(relabel)
 
     def circuits() -> dict[str, str]:
-        health = app[GATEWAY].health
-        return {key: health.snapshot(key).circuit.value for key in deployments}
+        config, health = current.generation.config, current.generation.gateway.health
+        deployments = {
+            f"{d.provider}/{d.model}" for m in config.models.values() for d in m.deployments
+        }
+        return {key: health.snapshot(key).circuit.value for key in sorted(deployments)}
 
     def keys() -> dict[str, list[str]]:
-        return {name: [str(k["state"]) for k in pool.status()] for name, pool in app[POOLS].items()}
+        pools = current.generation.pools
+        return {name: [str(k["state"]) for k in pool.status()] for name, pool in pools.items()}
 
     app[METRICS] = Exposition(
         sink.registry,
@@ -82,7 +90,7 @@ async def open_listener(app: web.Application, *, reuse_port: bool) -> web.AppRun
     """Start the ``server.metrics_address`` listener for ``app``, if configured. With
     ``--workers N`` every worker binds it (SO_REUSEPORT) and any of them answers a scrape
     with the totals of all (obs/exposition.py)."""
-    bind = app[CONFIG].server.metrics_bind()
+    bind = app[CURRENT].generation.config.server.metrics_bind()
     exposition = app.get(METRICS)
     if bind is None or exposition is None:
         return None

@@ -11,8 +11,9 @@ from aiohttp import web
 from tokenyard.billing.money import format_nano, parse_amount, to_nano
 from tokenyard.errors import InvalidRequest, NotFound
 from tokenyard.payments import PaymentEvent, WebhookRejected
+from tokenyard.server.generation import CURRENT
 from tokenyard.server.http import bearer, json_response, read_json
-from tokenyard.server.state import CONFIG, IDENTITY, LEDGER, PROCESSORS
+from tokenyard.server.state import IDENTITY, LEDGER, PROCESSORS
 from tokenyard.wire.json import JSONObject
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ async def start_checkout(
             f"amount must be a decimal string with at most 2 decimals, up to {MAX_TOPUP}",
             param="amount",
         )
-    currency = app[CONFIG].billing.currency
+    currency = app[CURRENT].generation.config.billing.currency
     checkout = await processors[name].create_checkout(
         account_id=account_id, amount=value, currency=currency
     )
@@ -67,7 +68,7 @@ async def start_checkout(
 
 
 def _in_billing_currency(app: web.Application, event: PaymentEvent) -> int:
-    billing = app[CONFIG].billing
+    billing = app[CURRENT].generation.config.billing
     if event.currency == billing.currency:
         return to_nano(event.amount)
     rate = billing.fx.get(event.currency)

@@ -19,6 +19,7 @@ import signal
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -27,6 +28,7 @@ from tokenyard.identity.revocation import RevocationEpoch, SharedEpoch
 from tokenyard.obs.exposition import forget_process, use_multiprocess
 from tokenyard.server.app import build_app
 from tokenyard.server.metrics_api import open_listener
+from tokenyard.server.reload import RELOADER
 
 log = logging.getLogger(__name__)
 SHUTDOWN_TIMEOUT_S = 30.0
@@ -47,7 +49,8 @@ async def serve_app(
     reuse_port: bool = False,
     on_ready: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Serve until SIGTERM or SIGINT, then finish in-flight requests and clean up."""
+    """Serve until SIGTERM or SIGINT, then finish in-flight requests and clean up; reload
+    the config on SIGHUP."""
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()
     metrics: web.AppRunner | None = None
@@ -59,6 +62,9 @@ async def serve_app(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        reloader = app.get(RELOADER)
+        if reloader is not None:  # SIGHUP: re-read the config file (server/reload.py)
+            loop.add_signal_handler(signal.SIGHUP, reloader.on_hangup)
         log.info("listening", extra={"fields": {"host": host, "port": port, "pid": os.getpid()}})
         if on_ready is not None:
             await on_ready()
@@ -69,31 +75,49 @@ async def serve_app(
         await runner.cleanup()
 
 
-def _worker(config: Config, host: str, port: int, epoch: RevocationEpoch) -> None:
+@dataclass(frozen=True, slots=True)
+class Serving:
+    """What every worker is started with."""
+
+    config: Config
+    path: str  # the config file, re-read on SIGHUP
+    host: str
+    port: int
+    workers: int
+
+
+def _worker(serving: Serving, epoch: RevocationEpoch) -> None:
     install_uvloop()
 
     async def main() -> None:
-        await serve_app(await build_app(config, epoch=epoch), host, port, reuse_port=True)
+        app = await build_app(
+            serving.config, epoch=epoch, config_path=serving.path, workers=serving.workers
+        )
+        await serve_app(app, serving.host, serving.port, reuse_port=True)
 
     asyncio.run(main())
 
 
-def serve_workers(config: Config, host: str, port: int, workers: int) -> int:
-    """Fork ``workers`` processes and wait; a signal to the parent stops them all."""
+def serve_workers(config: Config, path: str, host: str, port: int, workers: int) -> int:
+    """Fork ``workers`` processes and wait; SIGTERM or SIGINT to the parent stops them all,
+    SIGHUP makes them all reload ``path``."""
     metrics_dir = tempfile.mkdtemp(prefix="tokenyard-metrics-")  # fresh: no old counts
     try:
-        return _fork(config, host, port, workers, metrics_dir)
+        return _fork(Serving(config, path, host, port, workers), metrics_dir)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _fork(config: Config, host: str, port: int, workers: int, metrics_dir: str) -> int:
+def _fork(serving: Serving, metrics_dir: str) -> int:
     use_multiprocess(metrics_dir)  # before the fork: every worker writes its own files there
     context = multiprocessing.get_context("fork")
     epoch = SharedEpoch(context.Value("q", 0))
+    # A worker ignores SIGHUP until its loop handles it: one arriving while it starts must
+    # not kill it (SIGHUP's default action).
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     procs = [
-        context.Process(target=_worker, args=(config, host, port, epoch), daemon=False)
-        for _ in range(workers)
+        context.Process(target=_worker, args=(serving, epoch), daemon=False)
+        for _ in range(serving.workers)
     ]
     for proc in procs:
         proc.start()
@@ -105,6 +129,7 @@ def _fork(config: Config, host: str, port: int, workers: int, metrics_dir: str) 
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, forward)  # every worker re-reads the config itself
     code = 0
     for proc in procs:
         proc.join()

@@ -8,19 +8,23 @@ its own state, which is correct, only less well informed (docs/decisions/0009).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from tokenyard.identity.revocation import AnnouncedEpoch, RevocationEpoch
-from tokenyard.pool.keys import KeyPool
+from tokenyard.pool.keys import CoolListener, KeyPool
 from tokenyard.routing.health import Circuit, HealthBook
 from tokenyard.store.redis_bus import Event, RedisBus
 
 
 def share(
-    bus: RedisBus, pools: Mapping[str, KeyPool], health: HealthBook, epoch: RevocationEpoch
-) -> RevocationEpoch:
+    bus: RedisBus,
+    pools: Callable[[], Mapping[str, KeyPool]],
+    health: HealthBook,
+    epoch: RevocationEpoch,
+) -> tuple[RevocationEpoch, CoolListener]:
     """Announce this process's moves on ``bus``, apply those of the others, and return the
-    revocation epoch to authenticate with."""
+    revocation epoch to authenticate with and the listener every key pool must be given.
+    ``pools`` is read per event: a config reload replaces the pools."""
 
     def cooled(key_id: str, seconds: float, refused: bool) -> None:
         event = {"t": "cool", "key": key_id, "s": seconds, "refused": refused}
@@ -35,15 +39,13 @@ def share(
         kind = event.get("t")
         seconds = float(event.get("ttl_s") or event.get("s") or 0.0)
         if kind == "cool":
-            for pool in pools.values():
+            for pool in pools().values():
                 pool.cool(str(event["key"]), seconds, refused=bool(event.get("refused")))
         elif kind == "circuit":
             health.apply(str(event["d"]), Circuit(event["state"]), seconds)
         elif kind == "revoke":
             epoch.bump()
 
-    for pool in pools.values():
-        pool.on_cool = cooled
     health.on_change = moved
     bus.listen(apply)
-    return AnnouncedEpoch(epoch, lambda: bus.publish({"t": "revoke"}))
+    return AnnouncedEpoch(epoch, lambda: bus.publish({"t": "revoke"})), cooled

@@ -13,7 +13,8 @@ from aiohttp import web
 
 from tokenyard.billing.money import to_nano
 from tokenyard.identity.portal import Portal, hour_clock, hour_window_ttl_s
-from tokenyard.server.state import ADMIN_KEY, CONFIG, DATABASE, IDENTITY, PORTAL
+from tokenyard.server.generation import CURRENT
+from tokenyard.server.state import ADMIN_KEY, DATABASE, IDENTITY, PORTAL
 from tokenyard.server.ui import accounts, auth, pages, portal, request_log
 from tokenyard.server.ui.render import HERE, UI, Ui
 from tokenyard.server.ui.session import signing_key
@@ -30,7 +31,7 @@ async def _home(_request: web.Request) -> web.Response:
 def _portal(app: web.Application) -> Portal:
     """The portal, with its own sign-up limiter: the per-key limiter's sliding window on a
     clock slowed to hours, in Redis when it is configured (shared by every replica)."""
-    config = app[CONFIG]
+    config = app[CURRENT].generation.config
 
     def hours() -> float:
         return hour_clock(time.time())

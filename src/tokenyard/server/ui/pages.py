@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 
 from tokenyard.errors import NotFound
-from tokenyard.server.state import CONFIG, GATEWAY, IDENTITY, POOLS
+from tokenyard.server.generation import generation_of
+from tokenyard.server.state import IDENTITY
 from tokenyard.server.ui.charts import Point, chart
 from tokenyard.server.ui.format import count, millis, money, money_axis, percent
 from tokenyard.server.ui.render import UI, page, render
@@ -142,9 +143,9 @@ async def overview(request: web.Request, session: Session) -> web.Response:
 @page(admin=True)
 async def providers(request: web.Request, _session: Session) -> web.Response:
     """Upstream health for the operator: never a secret (key labels and states only)."""
-    config = request.app[CONFIG]
-    gateway = request.app[GATEWAY]
-    pools = request.app[POOLS]
+    config = generation_of(request).config
+    gateway = generation_of(request).gateway
+    pools = generation_of(request).pools
     rows = [
         {
             "name": name,

@@ -14,8 +14,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from tokenyard.errors import InvalidRequest, PermissionDenied, RateLimited, TokenyardError
+from tokenyard.server.generation import generation_of
 from tokenyard.server.payments_api import start_checkout
-from tokenyard.server.state import CONFIG, IDENTITY, PORTAL
+from tokenyard.server.state import IDENTITY, PORTAL
 from tokenyard.server.ui import session as sessions
 from tokenyard.server.ui.accounts import account_of, account_page
 from tokenyard.server.ui.auth import form_token, form_token_ok, new_form_token, start_session
@@ -26,7 +27,7 @@ from tokenyard.server.ui.session import Session
 def client_address(request: web.Request) -> str:
     """Whom the sign-up limit counts: the TCP peer, or the last address the configured proxy
     header carries (the one the operator's own proxy appended)."""
-    header = request.app[CONFIG].portal.client_ip_header
+    header = generation_of(request).config.portal.client_ip_header
     if header:
         last = request.headers.get(header, "").split(",")[-1].strip()
         if last:

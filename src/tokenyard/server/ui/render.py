@@ -19,7 +19,8 @@ import jinja2
 from aiohttp import web
 
 from tokenyard.errors import PermissionDenied, TokenyardError
-from tokenyard.server.state import CONFIG, IDENTITY, PORTAL
+from tokenyard.server.generation import generation_of
+from tokenyard.server.state import IDENTITY, PORTAL
 from tokenyard.server.ui import session as sessions
 from tokenyard.server.ui.format import FILTERS
 from tokenyard.store.dashboard import SqlDashboard
@@ -67,7 +68,7 @@ def render(
     text = ui.env.get_template(template).render(
         session=session,
         csrf=csrf,
-        currency=request.app[CONFIG].billing.currency,
+        currency=generation_of(request).config.billing.currency,
         path=request.path,
         **context,
     )
