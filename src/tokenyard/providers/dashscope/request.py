@@ -35,6 +35,7 @@ from __future__ import annotations
 from typing import Any
 
 from tokenyard.errors import UpstreamRejected
+from tokenyard.wire.embeddings import text_batches
 from tokenyard.wire.json import JSONObject
 
 TEXT_PATH = "/api/v1/services/aigc/text-generation/generation"
@@ -176,16 +177,10 @@ def encode_chat(
 
 
 def embedding_batches(body: JSONObject, model: str, batch: int) -> list[JSONObject]:
-    raw = body.get("input")
-    texts = [raw] if isinstance(raw, str) else raw
-    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-        raise UpstreamRejected(
-            "DashScope embeddings take a string or an array of strings (no token arrays)"
-        )
     parameters: JSONObject = {}
     if isinstance(body.get("dimensions"), int):
         parameters["dimension"] = body["dimensions"]
     return [
-        {"model": model, "input": {"texts": texts[at : at + batch]}, "parameters": parameters}
-        for at in range(0, len(texts), batch)
+        {"model": model, "input": {"texts": texts}, "parameters": parameters}
+        for texts in text_batches(body, batch, "DashScope")
     ]

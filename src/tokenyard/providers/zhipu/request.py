@@ -33,6 +33,7 @@ from __future__ import annotations
 from typing import Any
 
 from tokenyard.errors import UpstreamRejected
+from tokenyard.wire.embeddings import text_batches
 from tokenyard.wire.json import JSONObject
 
 EMBEDDING_BATCH = 64
@@ -154,18 +155,10 @@ def encode_chat(body: JSONObject, model: str, *, stream: bool) -> JSONObject:
 
 def embedding_batches(body: JSONObject, model: str, batch: int) -> list[JSONObject]:
     """One request body per batch of at most ``batch`` input strings."""
-    raw = body.get("input")
-    texts = [raw] if isinstance(raw, str) else raw
-    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-        raise UpstreamRejected(
-            "Zhipu embeddings take a string or an array of strings (no token arrays)"
-        )
     extra: JSONObject = {}
     if isinstance(body.get("dimensions"), int):
         extra["dimensions"] = body["dimensions"]
-    if isinstance(raw, str):
-        return [{"model": model, "input": raw, **extra}]
-    return [
-        {"model": model, "input": texts[at : at + batch], **extra}
-        for at in range(0, len(texts), batch)
-    ]
+    batches = text_batches(body, batch, "Zhipu")
+    if isinstance(body.get("input"), str):
+        return [{"model": model, "input": body["input"], **extra}]
+    return [{"model": model, "input": texts, **extra} for texts in batches]
