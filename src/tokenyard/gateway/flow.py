@@ -199,10 +199,8 @@ class Gateway:
     async def parse_chat(
         self, principal: Principal, body: JSONObject
     ) -> tuple[ChatRequest, PublicModel]:
-        request = parse_chat(body)
+        request = self.read_chat(principal, body)
         self._keep_prompt(principal, body)
-        # Residency first: `auto`'s ranking and the plan then see only the allowed regions.
-        request = replace(request, regions=principal.narrow_regions(request.regions))
         fallbacks = tuple(self.resolve(principal, name, "chat") for name in request.fallback_models)
         tier = parse_auto(request.model)
         if tier is not False:
@@ -217,6 +215,15 @@ class Gateway:
         model = self.resolve(principal, request.model, "chat")
         check_fit(request, model)
         return replace(request, fallback_models_resolved=fallbacks), model
+
+    @staticmethod
+    def read_chat(principal: Principal, body: JSONObject) -> ChatRequest:
+        """The chat request as the caller may have it: residency applied first, so that
+        `auto`'s ranking and the plan see only the allowed regions."""
+        request = parse_chat(body)
+        if principal.regions is None:  # nothing to narrow: no copy on the hot path
+            return request
+        return replace(request, regions=principal.narrow_regions(request.regions))
 
     def _keep_prompt(self, principal: Principal, body: JSONObject) -> None:
         """Decide whether this request's text goes into the request log (the config allows

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -11,7 +10,6 @@ from tokenyard.billing.invoice import month_bounds
 from tokenyard.billing.money import format_nano
 from tokenyard.errors import AuthenticationFailed, ModelNotFound, TokenyardError
 from tokenyard.gateway.relay import Served
-from tokenyard.gateway.request import parse_chat
 from tokenyard.identity.service import Principal
 from tokenyard.routing.auto import explain, parse_auto
 from tokenyard.routing.catalog import PublicModel
@@ -180,8 +178,7 @@ async def route(request: web.Request) -> web.Response:
     principal = await _principal(request)
     body = await read_json(request)
     gateway = generation_of(request).gateway
-    chat = parse_chat(body)
-    chat = replace(chat, regions=principal.narrow_regions(chat.regions))  # residency
+    chat = gateway.read_chat(principal, body)
     tier = parse_auto(chat.model)
     ranking = await gateway.rank(principal, chat, tier if tier is not False else None)
     return json_response(
