@@ -16,6 +16,7 @@ Row = dict[str, Any]
 COLUMNS = [
     ("target", "target"),
     ("mode", "mode"),
+    ("workers", "workers"),
     ("concurrency", "conc"),
     ("requests", "requests"),
     ("errors", "errors"),
@@ -24,14 +25,25 @@ COLUMNS = [
     ("p99_ms", "p99 ms"),
     ("added_p50_ms", "added p50 ms"),
     ("ttfb_p50_ms", "TTFB p50 ms"),
+    ("cpu_us_per_req", "CPU µs/req"),
 ]
 RATIO_COLUMN = ("rps_vs_litellm", "rps vs litellm")
 
 
-def make_row(target: str, mode: str, load: dict[str, Any]) -> Row:
+def cpu_us_per_request(load: dict[str, Any]) -> float | None:
+    """CPU time the target used per successful request: unlike rps and latency, barely
+    moved by other work on the machine (it does not wait for the core, it counts use)."""
+    pct = load["cpu_pct"].get("target")
+    if pct is None or not load["ok"]:
+        return None
+    return round(pct / 100 * load["elapsed_s"] / load["ok"] * 1e6, 1)
+
+
+def make_row(target: str, mode: str, load: dict[str, Any], workers: int | None = None) -> Row:
     return {
         "target": target,
         "mode": mode,
+        "workers": workers,
         "concurrency": load["concurrency"],
         "requests": load["requests"],
         "errors": load["errors"],
@@ -40,25 +52,26 @@ def make_row(target: str, mode: str, load: dict[str, Any]) -> Row:
         "p99_ms": load["p99_ms"],
         "added_p50_ms": None,
         "ttfb_p50_ms": load["ttfb_p50_ms"],
+        "cpu_us_per_req": cpu_us_per_request(load),
         "rps_vs_litellm": None,
         "load": load,
     }
 
 
-def _index(rows: Sequence[Row], target: str) -> dict[tuple[str, int], Row]:
-    return {(r["mode"], r["concurrency"]): r for r in rows if r["target"] == target}
+def _index(rows: Sequence[Row], target: str) -> dict[tuple[str, int, int | None], Row]:
+    return {(r["mode"], r["concurrency"], r["workers"]): r for r in rows if r["target"] == target}
 
 
 def add_derived(rows: Sequence[Row], gateway: str, litellm: str | None) -> None:
-    """Fill ``added_p50_ms`` (vs direct) and ``rps_vs_litellm`` (gateway rows) in place."""
+    """Fill ``added_p50_ms`` (vs direct) and ``rps_vs_litellm`` (gateway rows against LiteLLM
+    with as many workers) in place."""
     direct = _index(rows, DIRECT)
     other = _index(rows, litellm) if litellm else {}
     for row in rows:
-        key = (row["mode"], row["concurrency"])
-        base = direct.get(key)
+        base = direct.get((row["mode"], row["concurrency"], None))
         if row["target"] != DIRECT and base and None not in (row["p50_ms"], base["p50_ms"]):
             row["added_p50_ms"] = round(row["p50_ms"] - base["p50_ms"], 3)
-        peer = other.get(key)
+        peer = other.get((row["mode"], row["concurrency"], row["workers"]))
         if row["target"] == gateway and peer and peer["rps"]:
             row["rps_vs_litellm"] = round(row["rps"] / peer["rps"], 2)
 
@@ -86,12 +99,13 @@ def markdown_table(rows: Sequence[Row], with_ratio: bool) -> str:
 
 def process_table(procs: Sequence[dict[str, Any]]) -> str:
     lines = [
-        "| target | ready s | RSS idle MB | RSS end MB | core | command |",
-        "|---|---:|---:|---:|---:|---|",
+        "| target | workers | ready s | RSS idle MB | RSS end MB | core | command |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
     for p in procs:
         cells = [
             p["target"],
+            p.get("workers"),
             p.get("ready_s"),
             p.get("rss_idle_mb"),
             p.get("rss_end_mb"),

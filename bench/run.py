@@ -1,7 +1,7 @@
 """tokenyard benchmark: stand-in upstream, gateway (and optionally LiteLLM), closed-loop load.
 
 Usage: ``python bench/run.py [--requests N] [--duration S] [--concurrency 1,16,64]
-[--vs-litellm] [--workers 1]``. See bench/README.md for the method.
+[--vs-litellm] [--workers 1,2]``. See bench/README.md for the method.
 """
 
 from __future__ import annotations
@@ -76,8 +76,10 @@ class Bench:
         health_url: str,
         timeout: float,
         env: dict[str, str] | None = None,
+        workers: int | None = None,
     ) -> dict[str, Any]:
-        log = self.tmp / f"{target.split(maxsplit=1)[0]}.log"
+        name = target.split(maxsplit=1)[0]
+        log = self.tmp / (f"{name}-w{workers}.log" if workers else f"{name}.log")
         print(f"starting {target}: {shlex.join(cmd)}", file=sys.stderr, flush=True)
         proc = procs.start(target, cmd, log, core, env)
         self.started.append(proc)
@@ -85,6 +87,7 @@ class Bench:
         time.sleep(1.0)  # let start-up work settle before the idle RSS reading
         info = {
             "target": target,
+            "workers": workers,
             "pid": proc.pid,
             "core": core,
             "command": shlex.join(cmd),
@@ -137,14 +140,22 @@ class Bench:
             cmd.append("--stream")
         return procs.run_json(cmd, timeout=2 * max(args.max_time, args.duration + 30) + 60)
 
-    def measure(self, target: str, base_url: str, headers: Sequence[str], pid: int) -> None:
+    def measure(
+        self,
+        target: str,
+        base_url: str,
+        headers: Sequence[str],
+        pid: int,
+        workers: int | None = None,
+    ) -> None:
         url = base_url + "/v1/chat/completions"
         for mode in self.args.modes:
             for concurrency in self.args.concurrency:
                 load = self.run_load(url, headers, mode == "stream", concurrency, pid)
-                self.rows.append(report.make_row(target, mode, load))
+                self.rows.append(report.make_row(target, mode, load, workers))
                 print(
-                    f"  {target:<18} {mode:<10} c={concurrency:<3} rps={load['rps']:>9} "
+                    f"  {target:<18} w={workers or '-'} {mode:<10} c={concurrency:<3} "
+                    f"rps={load['rps']:>9} "
                     f"p50={load['p50_ms']} ms errors={load['errors']} "
                     f"cpu%={load['cpu_pct']}",
                     file=sys.stderr,
@@ -170,13 +181,13 @@ class Bench:
         self.upstream_pid = int(info["pid"])  # watched (as "upstream") from now on
         info["rss_end_mb"] = procs.tree_rss_mb(self.upstream_pid)
 
-    def bench_gateway(self, prefix: list[str]) -> None:
+    def bench_gateway(self, prefix: list[str], workers: int) -> None:
         port = procs.free_port()
-        config = self.tmp / "bench.yaml"
+        home = self.tmp / f"gateway-w{workers}"  # a fresh database per gateway run
+        home.mkdir(exist_ok=True)
+        config = home / "bench.yaml"
         config.write_text(
-            GATEWAY_CONFIG.format(
-                tmp=self.tmp, admin_key=ADMIN_KEY, upstream_port=self.upstream_port
-            )
+            GATEWAY_CONFIG.format(tmp=home, admin_key=ADMIN_KEY, upstream_port=self.upstream_port)
         )
         cmd = [
             *prefix,
@@ -188,19 +199,22 @@ class Bench:
             "--port",
             str(port),
             "--workers",
-            str(self.args.workers),
+            str(workers),
         ]
         base = f"http://127.0.0.1:{port}"
-        info = self.launch(self.args.label, cmd, self.gw_core, base + "/readyz", 60)
+        info = self.launch(
+            self.args.label, cmd, self.gw_core, base + "/readyz", 60, workers=workers
+        )
         key = provision_key(base)
-        self.measure(self.args.label, base, [f"Authorization: Bearer {key}"], int(info["pid"]))
+        auth = [f"Authorization: Bearer {key}"]
+        self.measure(self.args.label, base, auth, int(info["pid"]), workers)
         self.finish(info)
 
-    def bench_litellm(self) -> None:
+    def bench_litellm(self, workers: int) -> None:
         exe = litellm_target.ensure_venv(BENCH_DIR / ".venv-litellm")
         port = procs.free_port()
         config, master_key = litellm_target.write_config(self.tmp, self.upstream_port)
-        cmd = litellm_target.command(exe, config, port, self.args.workers)
+        cmd = litellm_target.command(exe, config, port, workers)
         base = f"http://127.0.0.1:{port}"
         info = self.launch(
             "litellm",
@@ -209,8 +223,10 @@ class Bench:
             base + litellm_target.HEALTH_PATH,
             240,
             env=litellm_target.environment(),
+            workers=workers,
         )
-        self.measure("litellm", base, [f"Authorization: Bearer {master_key}"], int(info["pid"]))
+        auth = [f"Authorization: Bearer {master_key}"]
+        self.measure("litellm", base, auth, int(info["pid"]), workers)
         self.finish(info)
 
 
@@ -249,7 +265,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=0.0, help="seconds per row (overrides N)")
     p.add_argument("--concurrency", default="1,16,64", help="comma-separated list")
     p.add_argument("--modes", default=",".join(MODES), help="non-stream,stream")
-    p.add_argument("--workers", type=int, default=1, help="gateway (and litellm) workers")
+    p.add_argument(
+        "--workers",
+        default="1",
+        help="comma-separated worker counts, e.g. 1,2: the gateway (and LiteLLM) once each",
+    )
     p.add_argument(
         "--vs-litellm",
         action="store_true",
@@ -279,6 +299,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         name = "calibrate.json" if args.calibrate else "latest.json"
         args.output = BENCH_DIR / "results" / name
     args.concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    args.workers = [int(w) for w in args.workers.split(",") if w.strip()]
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not set(args.modes) <= set(MODES):
         p.error(f"--modes must be a subset of {','.join(MODES)}")
@@ -298,10 +319,11 @@ def run(bench: Bench) -> None:
             file=sys.stderr,
         )
         bench.processes.append({"target": args.label, "skipped": "executable not found"})
-    else:
-        bench.bench_gateway(prefix)
-    if args.vs_litellm:
-        bench.bench_litellm()
+    for workers in args.workers:  # tokenyard, then LiteLLM, with as many workers
+        if prefix is not None:
+            bench.bench_gateway(prefix, workers)
+        if args.vs_litellm:
+            bench.bench_litellm(workers)
 
 
 def print_and_save(bench: Bench) -> None:
@@ -337,7 +359,7 @@ def print_and_save(bench: Bench) -> None:
         print(f"\nnoisy rows (other processes used > {NOISY_PCT:.0f}% CPU meanwhile):")
         for r in noisy:
             other = r["load"]["cpu_pct"]["other"]
-            print(f"- {r['target']} {r['mode']} c={r['concurrency']}: {other}%")
+            print(f"- {r['target']} w={r['workers']} {r['mode']} c={r['concurrency']}: {other}%")
     print(f"\nJSON: {args.output}")
 
 

@@ -92,6 +92,14 @@ class RequestTooLarge(ClientError):
     code = "request_too_large"
 
 
+class RequestTimeout(ClientError):
+    """The request body did not arrive in time (a slow or stalled client)."""
+
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+
 class RateLimited(ClientError):
     status = 429
     type = "rate_limit_error"

@@ -160,10 +160,17 @@ def test_regions_narrow_the_plan(gateway: RunningGateway, key: str, upstreams: U
     response = gateway.post(
         "/v1/chat/completions",
         key,
-        json={"model": "with-fallback", "messages": USER, "routing": {"regions": ["asia"]}},
-    )
+        json={"model": "with-fallback", "messages": USER, "routing": {"regions": ["cn"]}},
+    )  # cn is a region of other models' deployments, not of this model's
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "no_upstream_available"
+    typo = gateway.post(
+        "/v1/chat/completions",
+        key,
+        json={"model": "with-fallback", "messages": USER, "routing": {"regions": ["asia"]}},
+    )  # no deployment anywhere is in asia: the client's mistake, not a missing upstream
+    assert typo.status_code == 400
+    assert typo.json()["error"]["param"] == "routing.regions"
     bad = gateway.post(
         "/v1/chat/completions",
         key,

@@ -3,15 +3,18 @@
 A real gateway process holds known, unique upstream secrets (one the upstream refuses with
 401, one answered with 429, one with 500, one good) and known client keys; requests carry
 unique marker strings in their prompts, through every client API path and every error. Then
-every line of the gateway's log — at ``info`` and at ``debug`` — and the operator endpoints
-(``/admin/providers``; ``/metrics`` and ``/admin/requests`` whenever they answer non-404)
-are searched for every secret and every marker, and every answer's body and headers for
-every secret (answers echo the prompt by design, so markers are not looked for there).
+every line of the gateway's log — at ``info`` and at ``debug`` — the operator endpoints
+(``/admin/providers``, ``/admin/usage``, the invoice, ``/openapi.json``; ``/metrics`` and
+``/admin/requests`` whenever they answer non-404) and every page of the ``/ui`` dashboard,
+signed in as the operator, are searched for every secret and every marker, and every
+answer's body and headers for every secret (answers echo the prompt by design, so markers
+are not looked for there).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -108,6 +111,7 @@ class Traffic:
 
     gateway: RunningGateway
     prompts_stored: bool  # logging.prompts: the request log shows prompts, by design
+    account: str = ""
     client_keys: list[str] = field(default_factory=list)
     markers: list[str] = field(default_factory=list)
     answers: list[httpx.Response] = field(default_factory=list)
@@ -147,7 +151,7 @@ class Traffic:
 def _drive(traffic: Traffic, upstreams: Upstreams) -> None:
     """Every client API path and error that the gateway can meet, each with its marker."""
     gw = traffic.gateway
-    account = gw.new_account("secrets")
+    account = traffic.account = gw.new_account("secrets")
     key, _ = traffic.new_key(account)
 
     assert traffic.chat(key, "good-chat", "chat").status_code == 200
@@ -270,6 +274,46 @@ def test_operator_endpoints_hold_no_secret_and_no_prompt(traffic: Traffic, path:
     if not (path == "/admin/requests" and traffic.prompts_stored):
         needles += traffic.markers
     assert not _hits(response.text, needles), response.text[:500]
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/openapi.json", "/admin/usage?group_by=key", "/admin/accounts/{account}/invoice"],
+)
+def test_reports_hold_no_secret_and_no_prompt(traffic: Traffic, path: str) -> None:
+    response = traffic.gateway.admin("GET", path.format(account=traffic.account))
+    assert response.status_code == 200, response.text
+    needles = [*UPSTREAM_SECRETS, ADMIN_KEY, *traffic.client_keys, *traffic.key_hashes()]
+    assert not _hits(response.text, [*needles, *traffic.markers]), response.text[:500]
+
+
+def test_the_dashboard_holds_no_secret_and_no_prompt(traffic: Traffic) -> None:
+    """Every dashboard page the operator can open, after the traffic above (upstream errors
+    that echoed their credential included)."""
+    http = httpx.Client(base_url=traffic.gateway.base_url, timeout=30)
+    form = http.get("/ui/login")
+    token = re.search(r'name="csrf" value="([^"]*)"', form.text)
+    assert token is not None
+    signed_in = http.post("/ui/login", data={"csrf": token.group(1), "key": ADMIN_KEY})
+    assert signed_in.status_code in (200, 303), signed_in.text
+    account = traffic.account
+    pages = ["/ui", "/ui?range=30d", "/ui/providers", "/ui/accounts", f"/ui/accounts/{account}"]
+    pages += [f"/ui/accounts/{account}/keys", f"/ui/accounts/{account}/invoice"]
+    pages += [f"/ui/accounts/{account}/invoice.csv", "/ui/requests", "/ui/requests?status=5xx"]
+    needles = [*UPSTREAM_SECRETS, ADMIN_KEY, *traffic.client_keys, *traffic.key_hashes()]
+    for page in pages:
+        response = http.get(page, follow_redirects=False)
+        assert response.status_code == 200, (page, response.status_code)
+        shown = (
+            needles
+            if page.startswith("/ui/requests") and traffic.prompts_stored
+            else [
+                *needles,
+                *traffic.markers,
+            ]
+        )
+        assert not _hits(response.text, shown), (page, _hits(response.text, shown))
+    http.close()
 
 
 def test_the_log_holds_no_secret_and_no_prompt(traffic: Traffic) -> None:

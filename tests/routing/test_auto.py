@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from decimal import Decimal
 
 import pytest
@@ -166,12 +165,10 @@ def test_classify_tolerates_odd_bodies() -> None:
     assert classify({"messages": [{"role": "user", "content": None}, 3]}).task == "chat"
 
 
-def test_classify_is_fast_on_long_input() -> None:
+def test_classify_reads_a_very_long_input() -> None:
+    """A 1 MB prompt is still classified by what it asks (its speed: bench/micro.py)."""
     body = user("Please summarize this:\n" + HUGE_DOC * 20)
-    start = time.perf_counter()
-    for _ in range(100):
-        classify(body)
-    assert (time.perf_counter() - start) / 100 < 0.005
+    assert classify(body).task == "summarization"
 
 
 # --- needs ------------------------------------------------------------------------------

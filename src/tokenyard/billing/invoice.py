@@ -22,8 +22,11 @@ def month_bounds(month: str) -> tuple[datetime, datetime]:
     if match is None:
         raise InvalidRequest("month must look like YYYY-MM", param="month")
     year, number = int(match.group(1)), int(match.group(2))
-    start = datetime(year, number, 1, tzinfo=UTC)
-    end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=UTC)
+    try:
+        start = datetime(year, number, 1, tzinfo=UTC)
+        end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=UTC)
+    except ValueError:  # year 0000, or the month after 9999-12
+        raise InvalidRequest("month is out of range", param="month") from None
     return start, end
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
+from tokenyard.store.ledger import MAX_NANO
+
 NANO = 10**9
 _NANO_D = Decimal(NANO)
 
@@ -25,6 +27,8 @@ def parse_amount(text: str) -> int:
     nano = value * _NANO_D
     if nano != nano.to_integral_value():
         raise ValueError(f"more than 9 decimal places: {text!r}")
+    if abs(nano) > MAX_NANO:
+        raise ValueError(f"more than the ledger can hold: {text!r}")
     return int(nano)
 
 

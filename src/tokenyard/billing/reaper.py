@@ -111,11 +111,19 @@ class Reaper:
         return count
 
     async def run(self) -> None:
+        """Every ``interval_s``; while the database is away, says so once, not every turn."""
+        away = False
         while True:
             try:
                 await self.run_once()
             except ServiceUnavailable:
-                log.warning("reaper: database unavailable")
+                if not away:
+                    log.warning("reaper: database unavailable; retrying")
+                away = True
+            else:
+                if away:
+                    log.warning("reaper: database reachable again")
+                away = False
             await asyncio.sleep(self._interval_s)
 
     async def stop(self) -> None:

@@ -8,7 +8,8 @@ and the rest released, in one transaction, before the answer's last byte is writ
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -16,6 +17,7 @@ from tokenyard.billing.money import format_nano, to_nano
 from tokenyard.billing.price import Price, cost_nano
 from tokenyard.errors import InsufficientQuota
 from tokenyard.store.holds import Charge, HeldReservation, HoldStore
+from tokenyard.store.ledger import MAX_NANO
 from tokenyard.wire.usage import Usage
 
 
@@ -53,6 +55,10 @@ class Wallet:
         return max((cost_nano(p, usage, markup) for p in prices), default=0)
 
     async def hold(self, request_id: str, payer: Payer, amount_nano: int) -> HeldReservation:
+        if amount_nano > MAX_NANO:  # more than any balance can be (and than the columns hold)
+            raise InsufficientQuota(
+                f"no balance can cover this request (up to {format_nano(amount_nano)} is needed)"
+            )
         held = HeldReservation(request_id, payer.account_id, payer.key_id, amount_nano)
         self.active.add(held.id)
         try:
@@ -89,8 +95,13 @@ class Wallet:
         usage: Usage,
         model: str,
         provider: str,
+        on_charged: Callable[[Settled], None] | None = None,
     ) -> Settled:
-        """Charge the real cost and release the hold; committed when this returns."""
+        """Charge the real cost and release the hold; committed when this returns.
+
+        The charge goes on when the caller is cancelled meanwhile (the client left), and the
+        cancellation waits for it; ``on_charged`` is called once it is committed, in either
+        case, so that whoever reports the charge (the request's record) learns of it."""
         settled = Settled(
             cost_nano=cost_nano(price, usage, payer.markup),
             provider_cost_nano=to_nano(price.provider_cost(usage)),
@@ -108,8 +119,23 @@ class Wallet:
             cached_tokens=usage.cached_tokens,
             output_tokens=usage.completion_tokens,
         )
+        charging = asyncio.ensure_future(self._charge(charge, settled, on_charged))
         try:
-            await asyncio.shield(self._ledger.settle(charge))
-        finally:
-            self.active.discard(held.id)
+            await asyncio.shield(charging)
+        except asyncio.CancelledError:
+            # Finish first: the request's record is emitted once the cancellation ends it.
+            # A charge that fails leaves its hold to the reaper, as without a cancellation.
+            with contextlib.suppress(Exception):
+                await charging
+            raise
         return settled
+
+    async def _charge(
+        self, charge: Charge, settled: Settled, on_charged: Callable[[Settled], None] | None
+    ) -> None:
+        try:
+            await self._ledger.settle(charge)
+        finally:
+            self.active.discard(charge.request_id)  # the hold's id
+        if on_charged is not None:
+            on_charged(settled)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, IPvAnyNetwork
 
 from tokenyard.config.base import Strict
 from tokenyard.config.payments import PaymentsConfig
@@ -34,6 +34,20 @@ class SimulatorConfig(Strict):
     max_output_tokens: int = Field(default=120, ge=1)
 
 
+class ImagesConfig(Strict):
+    """Image URLs for an upstream that needs the bytes inline (``api: gemini``): the gateway
+    downloads them itself, never from a loopback, private, link-local (cloud metadata),
+    shared or otherwise non-public address. ``max_bytes`` and ``timeout_s`` bound all the
+    image downloads of one request together."""
+
+    fetch: bool = True
+    max_bytes: int = Field(default=20 * MIB, ge=1)
+    timeout_s: Positive = 10
+    max_redirects: int = Field(default=3, ge=0)
+    allow_networks: list[IPvAnyNetwork] = Field(default_factory=list)
+    """CIDRs the operator trusts although they are not public (an internal image host)."""
+
+
 class ProviderConfig(Strict):
     api: Api
     base_url: str | None = None
@@ -46,6 +60,7 @@ class ProviderConfig(Strict):
     headers: dict[str, str] = Field(default_factory=dict)
     keys: list[KeyConfig] = Field(default_factory=list)
     simulator: SimulatorConfig | None = None
+    images: ImagesConfig = Field(default_factory=ImagesConfig)  # read by api: gemini
 
 
 class PriceConfig(Strict):
@@ -139,7 +154,23 @@ class RoutingConfig(Strict):
 
 
 class ServerConfig(Strict):
+    """What one client connection and request may send (docs/configuration.md)."""
+
     max_body_bytes: int = Field(default=32 * MIB, ge=1024)
+    body_timeout_s: Positive = 60
+    """The whole request body must arrive within this long of its head (else 408)."""
+    header_timeout_s: Positive = 30
+    """A connection must complete each request head within this long of opening or of its
+    previous answer, else it is closed; an idle keep-alive connection is closed then too."""
+    max_header_bytes: int = Field(default=8190, ge=1024)
+    """Longest request line and longest header field (longer: 400 from the HTTP parser)."""
+    max_headers: int = Field(default=128, ge=8)
+    """Most header fields in one request."""
+    max_messages: int = Field(default=2048, ge=1)
+    """Most entries in a chat request's ``messages`` (else 400)."""
+    max_json_depth: int = Field(default=64, ge=4, le=200)
+    """Deepest nesting of arrays and objects in a JSON body (else 400). At most 200: every
+    body must stay writable by the JSON codec (orjson) on its way upstream."""
     metrics_address: str | None = Field(
         default=None, pattern=r"^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]*):\d{1,5}$"
     )
@@ -149,6 +180,9 @@ class ServerConfig(Strict):
     metrics_key_labels: bool = False
     """Add a ``key_prefix`` label to the per-request counters. Off by default: every key
     becomes a series, which a large tenant base turns into a cardinality problem."""
+    shutdown_timeout_s: Positive = 30
+    """On SIGTERM, how long requests in flight may run on after new connections are refused;
+    streams still running then end with an error event, charged for what they delivered."""
 
     def metrics_bind(self) -> tuple[str, int] | None:
         """``metrics_address`` split into host and port (brackets of an IPv6 host removed)."""

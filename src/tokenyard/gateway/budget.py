@@ -64,11 +64,15 @@ class Tries:
             )
         if isinstance(self.last, UpstreamTimeout):
             return UpstreamTimeout(f"every upstream for {name!r} timed out ({tried})")
+        # An upstream that said it is overloaded (its adapter made that a 503: Anthropic's
+        # 529) means none is available right now, and the client learns when to come back.
+        overloaded = self.last.status == 503
         return UpstreamError(
             f"every upstream for {name!r} failed ({tried}); last: {self.last.message}",
             retryable=False,
-            status=502,
+            status=503 if overloaded else 502,
             code=self.last.code,
+            retry_after_s=self.last.retry_after_s if overloaded else None,
         )
 
     def deadline_error(self, name: str, deadline_s: float) -> UpstreamTimeout:

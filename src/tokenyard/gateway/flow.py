@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Generic, TypeVar
 
-from tokenyard.billing.wallet import Payer, Wallet
+from tokenyard.billing.wallet import Payer, Settled, Wallet
 from tokenyard.config.schema import RoutingConfig
 from tokenyard.errors import (
     ContextLengthExceeded,
@@ -32,7 +32,13 @@ from tokenyard.gateway.passthrough import (
     relay_stream,
 )
 from tokenyard.gateway.relay import OpenedStream, Served, StreamRelay, completion_text
-from tokenyard.gateway.request import ChatRequest, check_fit, model_name, parse_chat
+from tokenyard.gateway.request import (
+    ChatRequest,
+    check_fit,
+    check_regions,
+    model_name,
+    parse_chat,
+)
 from tokenyard.identity.service import Principal
 from tokenyard.obs.record import current
 from tokenyard.pool.keys import KeyPool
@@ -93,6 +99,9 @@ class Gateway:
         log_prompts: bool = False,
     ):
         self.catalog = catalog
+        self._regions = frozenset(
+            d.region for m in catalog.models.values() for d in m.deployments if d.region
+        )
         self._log_prompts = log_prompts  # logging.prompts: keys may still opt out
         self._providers = providers
         self._pools = pools
@@ -178,6 +187,15 @@ class Gateway:
     ) -> int:
         if payer.tpm is not None and usage.completion_tokens:
             await self._limiter.add_tokens(payer.key_id, usage.completion_tokens)
+        record = current()
+
+        def charged(settled: Settled) -> None:  # also when this request was cancelled
+            assert record is not None
+            record.model, record.provider = attempt.model.name, attempt.deployment.provider
+            record.input_tokens, record.output_tokens = usage.prompt_tokens, usage.completion_tokens
+            record.cached_tokens = usage.cached_tokens
+            record.cost_nano, record.charged = settled.cost_nano, True
+
         settled = await self._wallet.settle(
             held,
             payer=payer,
@@ -185,13 +203,8 @@ class Gateway:
             usage=usage,
             model=attempt.model.name,
             provider=attempt.deployment.provider,
+            on_charged=charged if record is not None else None,
         )
-        record = current()
-        if record is not None:
-            record.model, record.provider = attempt.model.name, attempt.deployment.provider
-            record.input_tokens, record.output_tokens = usage.prompt_tokens, usage.completion_tokens
-            record.cached_tokens = usage.cached_tokens
-            record.cost_nano, record.charged = settled.cost_nano, True
         return settled.cost_nano
 
     # -- chat ------------------------------------------------------------------------
@@ -216,11 +229,11 @@ class Gateway:
         check_fit(request, model)
         return replace(request, fallback_models_resolved=fallbacks), model
 
-    @staticmethod
-    def read_chat(principal: Principal, body: JSONObject) -> ChatRequest:
+    def read_chat(self, principal: Principal, body: JSONObject) -> ChatRequest:
         """The chat request as the caller may have it: residency applied first, so that
         `auto`'s ranking and the plan see only the allowed regions."""
         request = parse_chat(body)
+        check_regions(request, self._regions)
         if principal.regions is None:  # nothing to narrow: no copy on the hot path
             return request
         return replace(request, regions=principal.narrow_regions(request.regions))

@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
+from tokenyard.errors import UpstreamError
 from tokenyard.providers.anthropic.response import usage_from_anthropic
-from tokenyard.wire.json import JSONDecodeError, JSONObject, loads
+from tokenyard.wire.json import JSONDecodeError, JSONObject, dumps, loads
 from tokenyard.wire.usage import Usage
 
 
@@ -76,21 +77,39 @@ async def relay_stream(
     prompt_estimate: int,
 ) -> AsyncGenerator[bytes, None]:
     """The upstream's SSE lines as they arrive; the charge is committed just before the
-    ``message_stop`` event, or when the stream ends in any other way."""
+    ``message_stop`` event, or when the stream ends in any other way. A stream that ends
+    neither with ``message_stop`` nor with the upstream's own ``event: error`` — it broke off,
+    went silent, or was cut short — gets an ``event: error`` of ours after the charge, as the
+    Messages API ends a stream that fails, so the client never takes it for complete."""
     reader = UsageReader()
-    settled = False
+    settled = ended = False
+    failure: UpstreamError | None = None
     try:
         async for line in response.content:
             if line.startswith(b"data:"):
                 reader.event(line[5:].strip())
             elif line.startswith(b"event: message_stop") and not settled:
-                settled = True
+                settled = ended = True
                 await settle(reader.usage(prompt_estimate))
+            elif line.startswith(b"event: error"):
+                ended = True
             yield line
+    except UpstreamError as exc:
+        failure = exc
     finally:
         response.release()
         if not settled:
+            settled = True
             await settle(reader.usage(prompt_estimate))
+    if not ended:
+        yield _error_event(failure)
+
+
+def _error_event(failure: UpstreamError | None) -> bytes:
+    kind = "overloaded_error" if failure is not None and failure.status == 503 else "api_error"
+    message = failure.message if failure is not None else "the upstream stream was cut short"
+    error = {"type": "error", "error": {"type": kind, "message": message}}
+    return b"event: error\ndata: " + dumps(error) + b"\n\n"
 
 
 def message_usage(body: bytes, prompt_estimate: int) -> Usage:

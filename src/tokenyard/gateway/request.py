@@ -69,7 +69,8 @@ def parse_chat(body: JSONObject) -> ChatRequest:
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("messages must be a non-empty array", param="messages")
     for i, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ROLES:
+        role = message.get("role") if isinstance(message, dict) else None
+        if not isinstance(role, str) or role not in ROLES:  # (a dict role is unhashable)
             raise InvalidRequest(
                 f"messages[{i}] must be an object with a valid role", param=f"messages[{i}]"
             )
@@ -129,9 +130,11 @@ def _routing(body: JSONObject) -> Routing:
         raise InvalidRequest("routing must be an object", param="routing")
     regions = routing.get("regions")
     if regions is not None and (
-        not isinstance(regions, list) or not all(isinstance(r, str) for r in regions)
+        not isinstance(regions, list) or not regions or not all(isinstance(r, str) for r in regions)
     ):
-        raise InvalidRequest("routing.regions must be an array of strings", param="routing.regions")
+        raise InvalidRequest(
+            "routing.regions must be a non-empty array of strings", param="routing.regions"
+        )
     sort = routing.get("sort")
     if sort is not None and sort not in ("price", "latency", "throughput"):
         raise InvalidRequest(
@@ -154,6 +157,19 @@ def _routing(body: JSONObject) -> Routing:
         sort,
         max_price,
     )
+
+
+def check_regions(request: ChatRequest, known: frozenset[str]) -> None:
+    """``routing.regions`` names only regions some deployment carries: a typo is the
+    client's error (400), not a missing upstream (503)."""
+    unknown = request.regions - known if request.regions is not None else None
+    if unknown:
+        listed = ", ".join(sorted(known)) or "none"
+        raise InvalidRequest(
+            f"routing.regions names unknown regions: {', '.join(sorted(unknown))} "
+            f"(the deployments' regions: {listed})",
+            param="routing.regions",
+        )
 
 
 def _has_images(body: JSONObject) -> bool:
@@ -182,4 +198,12 @@ def check_fit(request: ChatRequest, model: PublicModel) -> None:
         )
     if model.lacks("vision") and _has_images(body):
         raise InvalidRequest(f"the model {model.name!r} does not accept images", param="messages")
+    most = model.config.max_output_tokens or model.config.context_window
+    if request.max_output is not None and most is not None and request.max_output > most:
+        param = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+        raise InvalidRequest(
+            f"{param} is {request.max_output}; the model {model.name!r} writes at most "
+            f"{most} tokens",
+            param=param,
+        )
     # The context window is checked per model of the plan: a larger fallback may fit.

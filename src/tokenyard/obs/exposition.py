@@ -70,15 +70,18 @@ class Exposition:
         *,
         multiprocess_dir: str | None,
         before: Callable[[], None] | None = None,
+        runtime: Collector | None = None,
     ):
+        """``runtime`` (obs/runtime.py), like ``state``, is read from the answering process."""
         self._before = before
         if multiprocess_dir is None:
-            registry.register(state)
             self._registry = registry
         else:
             self._registry = CollectorRegistry()
             MultiProcessCollector(self._registry, path=multiprocess_dir)  # type: ignore[no-untyped-call]
-            self._registry.register(state)
+        self._registry.register(state)
+        if runtime is not None:
+            self._registry.register(runtime)
 
     content_type = CONTENT_TYPE_LATEST
 

@@ -314,3 +314,17 @@ class MetricsSink:
         """Re-read what is read rather than counted (this process's open holds)."""
         if self._reserved is not None:
             self.reservations.set(self._reserved())
+
+    def track_redis(self) -> Callable[[bool], None]:
+        """For a gateway configured with Redis: ``tokenyard_redis_up``, 1 while this process
+        reaches Redis and 0 while it counts limits in process; returns its setter, which
+        the process's Redis link calls on every change (store/redis_link.py)."""
+        gauge = Gauge(
+            "tokenyard_redis_up",
+            "1 while Redis is reachable, 0 while rate limits are counted per process and "
+            "state is not shared (the lowest over live workers).",
+            registry=self.registry,
+            multiprocess_mode="livemin",
+        )
+        gauge.set(1)
+        return lambda up: gauge.set(1 if up else 0)

@@ -16,7 +16,7 @@ import aiohttp
 from tokenyard.errors import UpstreamError, UpstreamTimeout
 from tokenyard.providers.base import Call, ChatResult, EmbeddingResult
 from tokenyard.providers.failure import from_status, openai_retry_after, scrub
-from tokenyard.providers.http import UpstreamHttp
+from tokenyard.providers.http import UpstreamHttp, stream_body
 from tokenyard.providers.vendors import VendorSpec
 from tokenyard.wire.json import JSONDecodeError, JSONObject, dumps, loads
 from tokenyard.wire.sse import DONE, read_events
@@ -134,6 +134,10 @@ class OpenAIProvider:
             "/chat/completions", self.encode_chat(call, stream=False), call.api_key
         )
         body = await self._read_json(response, call.api_key)
+        if not isinstance(body.get("choices"), list):  # no answer a client could read
+            raise UpstreamError(
+                f"provider {self.name} sent a body that is no chat completion", retryable=True
+            )
         raw_usage = body.get("usage")
         usage = (
             usage_from_openai(raw_usage, self._vendor.cached_tokens_field)
@@ -202,12 +206,19 @@ class OpenAIStream:
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
-            async for event in read_events(self._response.content):
+            async for event in read_events(stream_body(self._response, self._provider)):
                 data = event.data
                 if data == DONE:
                     return
                 if event.event == b"error" or data.startswith(b'{"error"'):
                     raise self._mid_stream_error(data)
+                if data[:1] != b"{" or (data[-1:] != b"}" and data.rstrip()[-1:] != b"}"):
+                    # Relayed unparsed, so checked for the shape of a JSON object at least:
+                    # a cut-off chunk must not reach the client as if it were one.
+                    raise UpstreamError(
+                        f"provider {self._provider} sent a malformed stream chunk",
+                        retryable=True,
+                    )
                 if _carries_usage(data) or (self._rename_reasoning and self._reasoning_key in data):
                     rewritten = self._rewrite(data)
                     if rewritten is None:
@@ -221,6 +232,11 @@ class OpenAIStream:
                 f"provider {self._provider} broke off the stream: {type(exc).__name__}",
                 retryable=True,
             ) from None
+        # Every OpenAI-wire server ends a whole stream with [DONE] (providers.md §1.1): one
+        # that ends without it was cut off, and the client must not take it for complete.
+        raise UpstreamError(
+            f"provider {self._provider} ended the stream before [DONE]", retryable=True
+        )
 
     def _rewrite(self, data: bytes) -> bytes | None:
         """Take usage out of a chunk (recording it) and normalise reasoning; None when

@@ -19,9 +19,12 @@ from tokenyard.server.generation import CURRENT, generation_of
 from tokenyard.server.http import bearer, json_response, read_json
 from tokenyard.server.state import ADMIN_KEY, IDENTITY, LEDGER, PORTAL, REPORTS
 from tokenyard.store.accounts import AccountRow
-from tokenyard.store.ledger import DuplicateReference
+from tokenyard.store.ledger import BalanceOutOfRange, DuplicateReference
 from tokenyard.store.reports import UsageFilter
 from tokenyard.wire.json import JSONObject
+
+MAX_LIMIT = 2**31 - 1
+"""The largest ``rpm``/``tpm`` of a key (a 32-bit column)."""
 
 
 def require_admin(request: web.Request) -> None:
@@ -46,8 +49,8 @@ def _positive_int(body: JSONObject, name: str) -> int | None:
     value = body.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidRequest(f"{name} must be a positive integer", param=name)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
+        raise InvalidRequest(f"{name} must be an integer from 1 to {MAX_LIMIT}", param=name)
     return value
 
 
@@ -196,6 +199,10 @@ async def credit_account(request: web.Request) -> web.Response:
     except DuplicateReference:
         raise InvalidRequest(
             "this reference was used for another account", param="reference"
+        ) from None
+    except BalanceOutOfRange:
+        raise InvalidRequest(
+            "this amount would move the balance beyond what the ledger can hold", param="amount"
         ) from None
     if result is None:
         raise NotFound("no such account")

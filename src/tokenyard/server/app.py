@@ -18,6 +18,7 @@ from tokenyard.billing.wallet import Wallet
 from tokenyard.config import Config
 from tokenyard.identity.revocation import MemoryEpoch, RevocationEpoch
 from tokenyard.identity.service import Identity
+from tokenyard.obs.metrics import MetricsSink
 from tokenyard.obs.request_log import RequestLog
 from tokenyard.obs.tracing import build_tracing
 from tokenyard.payments import build_processors
@@ -28,6 +29,7 @@ from tokenyard.server import (
     client_api,
     messages_api,
     metrics_api,
+    openapi,
     payments_api,
     reload,
 )
@@ -44,12 +46,13 @@ from tokenyard.server.http import json_response
 from tokenyard.server.middleware import edge
 from tokenyard.server.reload import RELOADER, WORKERS, Reloader
 from tokenyard.server.sharing import share
+from tokenyard.server.shutdown import DRAIN, Drain
 from tokenyard.server.state import (
     ADMIN_KEY,
     DATABASE,
     IDENTITY,
     LEDGER,
-    MAX_BODY,
+    LIMITS,
     PROCESSORS,
     REPORTS,
     SINKS,
@@ -60,6 +63,7 @@ from tokenyard.store.ledger import SqlLedger
 from tokenyard.store.limits import KeyLimiter, MemoryLimiter
 from tokenyard.store.redis_bus import RedisBus
 from tokenyard.store.redis_limits import RedisLimiter
+from tokenyard.store.redis_link import RedisLink
 from tokenyard.store.reports import SqlReports
 
 
@@ -79,13 +83,15 @@ def _lasting(
     wallet: Wallet,
     limiter: KeyLimiter,
     epoch: RevocationEpoch,
+    *,
+    link: RedisLink | None,
 ) -> tuple[Lasting, RedisBus | None, RevocationEpoch]:
     """What outlives a config reload; with Redis, key and circuit moves are shared with
     every other process (server/sharing.py)."""
     rng = random.Random()  # noqa: S311 — load spreading, not security
     health = HealthBook(health_policy(config))
     lasting = Lasting(wallet=wallet, limiter=limiter, health=health, rng=rng)
-    bus = RedisBus(config.redis) if config.redis else None
+    bus = RedisBus(config.redis, link=link) if config.redis else None
     if bus is not None:
         epoch, lasting.on_cool = share(bus, lambda: app[CURRENT].generation.pools, health, epoch)
     return lasting, bus, epoch
@@ -126,15 +132,20 @@ async def build_app(
     once before any worker starts. ``span_exporter`` (tests) turns tracing on without OTEL_*.
     ``config_path`` is the file a reload re-reads (server/reload.py); ``workers`` how many
     processes serve the port, so that ``POST /admin/reload`` can reach them all."""
-    app = web.Application(middlewares=[edge, pin], client_max_size=config.server.max_body_bytes)
-    app[MAX_BODY] = config.server.max_body_bytes
+    drain = Drain()  # what SIGTERM waits for, then ends (server/shutdown.py)
+    app = web.Application(
+        middlewares=[edge, pin, drain.middleware], client_max_size=config.server.max_body_bytes
+    )
+    app[DRAIN] = drain
+    app[LIMITS] = config.server
     database = Database(config.database)
     app[DATABASE] = database
-    limiter: KeyLimiter = RedisLimiter(config.redis) if config.redis else MemoryLimiter()
+    link = RedisLink() if config.redis else None  # one view of Redis for all its users
+    limiter: KeyLimiter = RedisLimiter(config.redis, link=link) if config.redis else MemoryLimiter()
     holds = database.hold_store()
     owner, host, pid = new_owner()
     wallet = Wallet(holds, owner=owner)
-    lasting, bus, epoch = _lasting(app, config, wallet, limiter, epoch or MemoryEpoch())
+    lasting, bus, epoch = _lasting(app, config, wallet, limiter, epoch or MemoryEpoch(), link=link)
     current = Current(await build_generation(1, config, lasting))
     app[CURRENT] = current
     app[RELOADER] = Reloader(current, lasting, config_path)
@@ -179,8 +190,16 @@ async def build_app(
     app.cleanup_ctx.append(background)
     _log_requests(app, database, config)  # after `background`: flushed before the database closes
     metrics_api.install(app, config, reserved=lambda: len(wallet.active), environ=os.environ)
+    if link is not None:
+        _report_redis(app, link)
     _add_routes(app)
     return app
+
+
+def _report_redis(app: web.Application, link: RedisLink) -> None:
+    """``tokenyard_redis_up`` follows the process's view of Redis (store/redis_link.py)."""
+    sink = next(s for s in app[SINKS] if isinstance(s, MetricsSink))
+    link.on_change = sink.track_redis()
 
 
 def _add_routes(app: web.Application) -> None:
@@ -192,4 +211,5 @@ def _add_routes(app: web.Application) -> None:
     admin_watch.add_routes(app)
     payments_api.add_routes(app)
     messages_api.add_routes(app)
+    openapi.add_routes(app)  # GET /openapi.json, the description of all of the above
     dashboard_ui.add_routes(app)  # the web dashboard under /ui

@@ -14,7 +14,14 @@ from tokenyard.identity.service import Principal
 from tokenyard.routing.auto import explain, parse_auto
 from tokenyard.routing.catalog import PublicModel
 from tokenyard.server.generation import generation_of
-from tokenyard.server.http import REQUEST_ID, REQUEST_ID_KEY, bearer, json_response, read_json
+from tokenyard.server.http import (
+    REQUEST_ID,
+    REQUEST_ID_KEY,
+    bearer,
+    check_messages,
+    json_response,
+    read_json,
+)
 from tokenyard.server.middleware import (
     note_caller,
     note_client_left,
@@ -44,7 +51,9 @@ def served_headers(request: web.Request, served: Served) -> dict[str, str]:
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     principal = await _principal(request)
     gateway = generation_of(request).gateway
-    chat, model = await gateway.parse_chat(principal, await read_json(request))
+    body = await read_json(request)
+    check_messages(request, body)
+    chat, model = await gateway.parse_chat(principal, body)
     note_request(chat.model, stream=chat.stream)
     request_id = request[REQUEST_ID_KEY]
     route = {"x-tokenyard-route": chat.route} if chat.route else {}
@@ -177,6 +186,7 @@ async def route(request: web.Request) -> web.Response:
     """What `auto` would choose for this chat request, and why — no upstream is called."""
     principal = await _principal(request)
     body = await read_json(request)
+    check_messages(request, body)
     gateway = generation_of(request).gateway
     chat = gateway.read_chat(principal, body)
     tier = parse_auto(chat.model)

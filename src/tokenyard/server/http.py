@@ -1,13 +1,15 @@
-"""Small pieces every route uses: JSON in and out, credentials, headers."""
+"""Small pieces every route uses: JSON in and out, credentials, headers, and the limits of
+``server:`` on what one request may send."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
 
-from tokenyard.errors import InvalidRequest, RequestTooLarge
-from tokenyard.server.state import MAX_BODY
+from tokenyard.errors import InvalidRequest, RequestTimeout, RequestTooLarge
+from tokenyard.server.state import LIMITS
 from tokenyard.wire.json import JSONDecodeError, JSONObject, dumps, loads
 
 REQUEST_ID = "x-tokenyard-request-id"
@@ -23,25 +25,75 @@ def json_response(
     )
 
 
-async def read_json(request: web.Request) -> JSONObject:
+async def read_body(request: web.Request) -> bytes:
+    """The whole body, within the limits of size (413) and time (408)."""
+    limits = request.app[LIMITS]
     try:
-        raw = await request.read()
+        async with asyncio.timeout(limits.body_timeout_s):
+            return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise RequestTooLarge(
-            f"the request body is larger than {request.app[MAX_BODY]} bytes"
+            f"the request body is larger than {limits.max_body_bytes} bytes"
         ) from None
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the request body did not arrive within {limits.body_timeout_s:g} s"
+        ) from None
+
+
+async def read_json(request: web.Request) -> JSONObject:
+    """The body as a JSON object, within the limits: size (413), time (408), nesting (400).
+    Invalid UTF-8 and lone surrogates are malformed JSON to the codec (400)."""
+    limits = request.app[LIMITS]
+    raw = await read_body(request)
     try:
         body = loads(raw)
     except JSONDecodeError:
         raise InvalidRequest("the request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object")
+    # No object or array can be deeper than the number of brackets: most bodies need no walk.
+    if raw.count(b"{") + raw.count(b"[") > limits.max_json_depth and _deeper_than(
+        body, limits.max_json_depth
+    ):
+        raise InvalidRequest(
+            f"the request body nests arrays and objects deeper than {limits.max_json_depth}"
+        )
     return body
 
 
+def _deeper_than(body: JSONObject, limit: int) -> bool:
+    """Whether objects and arrays nest more than ``limit`` deep (iterative: no recursion
+    on what a client sent)."""
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(body, 1)]
+    while stack:
+        node, depth = stack.pop()
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, dict | list):
+                if depth >= limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
+def check_messages(request: web.Request, body: JSONObject) -> None:
+    """At most ``server.max_messages`` chat messages (the rest is checked with the chat)."""
+    messages = body.get("messages")
+    limit = request.app[LIMITS].max_messages
+    if isinstance(messages, list) and len(messages) > limit:
+        raise InvalidRequest(
+            f"messages has {len(messages)} entries; at most {limit} are accepted",
+            param="messages",
+        )
+
+
 def bearer(request: web.Request) -> str | None:
+    """The credential of ``Authorization: Bearer`` or ``x-api-key``. Keys are ASCII: any
+    other text cannot match one and is passed on as an empty, invalid credential."""
     header = request.headers.get("Authorization")
     if header is not None:
         scheme, _, token = header.partition(" ")
-        return token.strip() if scheme.lower() == "bearer" else None
-    return request.headers.get("x-api-key")
+        credential = token.strip() if scheme.lower() == "bearer" else None
+    else:
+        credential = request.headers.get("x-api-key")
+    return credential if credential is None or credential.isascii() else ""

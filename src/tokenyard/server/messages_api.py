@@ -16,7 +16,14 @@ from tokenyard.obs.record import current
 from tokenyard.routing.catalog import PublicModel
 from tokenyard.server.client_api import served_headers
 from tokenyard.server.generation import generation_of
-from tokenyard.server.http import REQUEST_ID, REQUEST_ID_KEY, bearer, json_response, read_json
+from tokenyard.server.http import (
+    REQUEST_ID,
+    REQUEST_ID_KEY,
+    bearer,
+    check_messages,
+    json_response,
+    read_json,
+)
 from tokenyard.server.middleware import (
     note_caller,
     note_client_left,
@@ -50,6 +57,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
 async def _messages(request: web.Request) -> web.StreamResponse:
     principal = note_caller(await request.app[IDENTITY].authenticate(bearer(request)))
     body = await read_json(request)
+    check_messages(request, body)
     gateway = generation_of(request).gateway
     chat, model = await gateway.parse_chat(principal, messages_to_chat(body))
     note_request(chat.model, stream=chat.stream)

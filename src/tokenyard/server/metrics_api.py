@@ -21,6 +21,8 @@ from tokenyard.config import Config
 from tokenyard.errors import AuthenticationFailed
 from tokenyard.obs.exposition import Exposition, StateCollector, multiprocess_dir
 from tokenyard.obs.metrics import MetricsSink, Vocabulary
+from tokenyard.obs.runtime import RuntimeCollector
+from tokenyard.providers.http import pooled_connections
 from tokenyard.server.generation import CURRENT, Generation
 from tokenyard.server.http import bearer
 from tokenyard.server.state import ADMIN_KEY, SINKS
@@ -63,11 +65,18 @@ def install(
         pools = current.generation.pools
         return {name: [str(k["state"]) for k in pool.status()] for name, pool in pools.items()}
 
+    def in_flight() -> int:
+        return current.in_flight(current.generation)
+
+    def connections() -> dict[str, int]:
+        return pooled_connections(current.generation.upstreams.sessions)
+
     app[METRICS] = Exposition(
         sink.registry,
         StateCollector(circuits, keys),
         multiprocess_dir=multiprocess_dir(environ),
         before=sink.refresh,
+        runtime=RuntimeCollector(in_flight=in_flight, connections=connections),
     )
     app.router.add_get("/metrics", _guarded)
 

@@ -75,8 +75,12 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = await _answer(request, handler, request_id)
         record.finish(response.status)
         return response
-    except BaseException:
-        record.finish(499)  # the client left before an answer (nginx's number for it)
+    except BaseException:  # cancelled: the client hung up
+        if record.ttft_ms is None:
+            record.finish(499)  # before an answer (nginx's number for it)
+        else:  # during a stream: its 200 went out, the rest did not
+            record.fail("client_disconnected", None)
+            record.finish(200)
         raise
     finally:
         CURRENT.reset(token)

@@ -12,7 +12,7 @@ from tokenyard.billing.money import format_nano, parse_amount, to_nano
 from tokenyard.errors import InvalidRequest, NotFound
 from tokenyard.payments import PaymentEvent, WebhookRejected
 from tokenyard.server.generation import CURRENT
-from tokenyard.server.http import bearer, json_response, read_json
+from tokenyard.server.http import bearer, json_response, read_body, read_json
 from tokenyard.server.state import IDENTITY, LEDGER, PROCESSORS
 from tokenyard.wire.json import JSONObject
 
@@ -82,7 +82,7 @@ async def webhook(request: web.Request) -> web.Response:
     processor = request.app[PROCESSORS].get(name)
     if processor is None:
         raise NotFound(f"no payment processor {name!r} is configured")
-    event = await processor.verify_webhook(await request.read(), request.headers)
+    event = await processor.verify_webhook(await read_body(request), request.headers)
     if event is None:
         return json_response({"status": "ignored"})
     amount = _in_billing_currency(request.app, event)

@@ -29,9 +29,11 @@ from tokenyard.obs.exposition import forget_process, use_multiprocess
 from tokenyard.server.app import build_app
 from tokenyard.server.metrics_api import open_listener
 from tokenyard.server.reload import RELOADER
+from tokenyard.server.shutdown import DRAIN
+from tokenyard.server.state import LIMITS
 
 log = logging.getLogger(__name__)
-SHUTDOWN_TIMEOUT_S = 30.0
+LINGER_S = 10.0  # aiohttp's default
 
 
 def install_uvloop() -> None:
@@ -51,7 +53,23 @@ async def serve_app(
 ) -> None:
     """Serve until SIGTERM or SIGINT, then finish in-flight requests and clean up; reload
     the config on SIGHUP."""
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    limits = app[LIMITS]  # slow clients and oversized heads are cut off by aiohttp itself
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        # A client that hangs up cancels its request at once: the upstream connection is
+        # closed (the provider stops generating) and what it produced is settled
+        # (docs/billing.md); otherwise a stalled upstream would be awaited for nobody.
+        handler_cancellation=True,
+        shutdown_timeout=limits.shutdown_timeout_s,  # a backstop: Drain comes first
+        keepalive_timeout=limits.header_timeout_s,
+        # After an early answer (408, 413, 401) the rest of the body is read and dropped
+        # for at most this long, so the client can read the answer; then the line is cut.
+        lingering_time=min(LINGER_S, limits.body_timeout_s),
+        max_line_size=limits.max_header_bytes,
+        max_field_size=limits.max_header_bytes,
+        max_headers=limits.max_headers,
+    )
     await runner.setup()
     metrics: web.AppRunner | None = None
     try:
@@ -69,10 +87,23 @@ async def serve_app(
         if on_ready is not None:
             await on_ready()
         await stop.wait()
-    finally:
+        await stop_accepting(runner)
+        drain = app[DRAIN]
+        log.info("stopping: draining", extra={"fields": {"in_flight": drain.in_flight}})
+        await drain.drain(limits.shutdown_timeout_s)
+    finally:  # the app's cleanup settles, releases, flushes the request log, closes
         if metrics is not None:
             await metrics.cleanup()
         await runner.cleanup()
+
+
+async def stop_accepting(runner: web.AppRunner) -> None:
+    """Close the listening sockets (new connections are refused) and every idle keep-alive
+    connection; a busy one closes once its answer is written."""
+    for site in list(runner.sites):
+        await site.stop()
+    if runner.server is not None:
+        runner.server.pre_shutdown()
 
 
 @dataclass(frozen=True, slots=True)

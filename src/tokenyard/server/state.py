@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from tokenyard.config.schema import ServerConfig
 from tokenyard.identity.portal import Portal
 from tokenyard.identity.service import Identity
 from tokenyard.obs.record import Sink
@@ -18,7 +19,8 @@ IDENTITY = web.AppKey("identity", Identity)
 LEDGER = web.AppKey("ledger", SqlLedger)
 REPORTS = web.AppKey("reports", SqlReports)
 ADMIN_KEY = web.AppKey("admin_key", str)
-MAX_BODY = web.AppKey("max_body_bytes", int)
+LIMITS = web.AppKey("limits", ServerConfig)
+"""What one request may send: body size and time, JSON depth, messages (``server:``)."""
 PROCESSORS = web.AppKey("processors", dict[str, Processor])
 SINKS = web.AppKey("sinks", list[Sink])
 PORTAL = web.AppKey("portal", Portal)

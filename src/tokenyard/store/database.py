@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -17,6 +17,13 @@ from tokenyard.store.postgres_holds import PostgresHolds
 from tokenyard.store.sqlite_holds import SqliteHolds
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+CONNECT_TIMEOUT_S = 5.0
+"""How long opening a PostgreSQL connection may take: a server that is down or unreachable
+fails a request within this instead of asyncpg's default minute."""
+COMMAND_TIMEOUT_S = 60.0
+"""The longest a statement through the engine may run (reports, purges, migrations); a
+stalled server frees the waiting request or job after it. The hot-path money operations
+have their own, shorter bound (postgres_holds.py)."""
 
 
 def async_url(url: str) -> str:
@@ -46,10 +53,18 @@ class Database:
         self.is_sqlite = self.url.startswith("sqlite")
         options: dict[str, Any] = {"pool_pre_ping": not self.is_sqlite}
         if not self.is_sqlite:
-            options.update(pool_size=10, max_overflow=20)
+            # pool_pre_ping: a connection that died with a restarted server is replaced
+            # before use, so the first requests after it returns do not fail on it.
+            options.update(
+                pool_size=10,
+                max_overflow=20,
+                connect_args={"timeout": CONNECT_TIMEOUT_S, "command_timeout": COMMAND_TIMEOUT_S},
+            )
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        else:
+            event.listen(self.engine.sync_engine, "do_connect", _connect)
 
     async def upgrade(self) -> None:
         """Apply every migration (Alembic) up to the newest."""
@@ -78,6 +93,18 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+def _connect(dialect: Dialect, _record: Any, cargs: Any, cparams: Any) -> Any:
+    """Open a connection, as SQLAlchemy would. A refused or timed-out connect leaves asyncpg
+    as a bare OSError (TimeoutError is one), which SQLAlchemy passes through unwrapped; make
+    it the driver's OperationalError, so that it arrives as the SQLAlchemyError every store
+    already turns into ServiceUnavailable: a 503, never a 500 or a dead background task."""
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except OSError as exc:
+        failure = dialect.loaded_dbapi.OperationalError
+        raise failure(f"cannot connect: {type(exc).__name__}") from exc
 
 
 def _upgrade(connection: Connection) -> None:

@@ -24,6 +24,11 @@ def _unavailable(exc: Exception) -> ServiceUnavailable:
     return ServiceUnavailable(f"database unavailable: {type(exc).__name__}")
 
 
+MAX_NANO = 2**63 - 1
+"""The largest amount the money columns hold (signed 64 bits): no balance, credit or hold
+may exceed it."""
+
+
 async def credit_in(
     conn: AsyncConnection,
     account_id: str,
@@ -48,11 +53,21 @@ async def credit_in(
             note=note,
         )
     )
+    balance = accounts.c.balance_nano
     changed = await conn.execute(
         update(accounts)
         .where(accounts.c.id == account_id)
-        .values(balance_nano=accounts.c.balance_nano + amount_nano)
+        .where(  # the new balance stays within the column (SQLite would turn it into a float)
+            balance <= MAX_NANO - amount_nano
+            if amount_nano > 0
+            else balance >= -MAX_NANO - amount_nano
+        )
+        .values(balance_nano=balance + amount_nano)
     )
+    if not changed.rowcount and await conn.scalar(
+        select(accounts.c.id).where(accounts.c.id == account_id)
+    ):
+        raise BalanceOutOfRange(f"the balance would pass {MAX_NANO} nano-units")
     return bool(changed.rowcount)
 
 
@@ -181,3 +196,7 @@ class _Abort(Exception):
 
 class DuplicateReference(Exception):
     """A reference already used by another account's entry."""
+
+
+class BalanceOutOfRange(Exception):
+    """A credit or adjustment would move a balance beyond what the ledger can hold."""

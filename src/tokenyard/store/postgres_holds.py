@@ -1,14 +1,40 @@
 """Holds on PostgreSQL: each operation is one call of a SQL function (installed by
-migration 0003), so one round trip and one implicit transaction, through asyncpg."""
+migration 0003), so one round trip and one implicit transaction, through asyncpg.
+
+While the server is away every operation fails at once (a refused connection) or within
+the timeouts below (an unreachable or stalled one) as :class:`ServiceUnavailable`, a 503.
+A lost connection expires the whole pool: after a restart of the server each pooled
+connection is dead, and is replaced on its next use instead of failing one request each.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import asyncpg
 
 from tokenyard.errors import ServiceUnavailable
 from tokenyard.store.holds import Charge, HeldReservation, Refusal
 
-_UNAVAILABLE = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+_T = TypeVar("_T")
+_UNAVAILABLE = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,  # e.g. a connection closed under a query
+    OSError,  # refused, reset, timed out
+)
+_LOST = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,
+)
+CONNECT_TIMEOUT_S = 2.0
+COMMAND_TIMEOUT_S = 5.0
+"""One hold, settle or release is one short statement: far below this even under load. A
+stalled server fails the request after it instead of holding it until the client gives up."""
 
 
 class PostgresHolds:
@@ -19,14 +45,26 @@ class PostgresHolds:
     async def _connection_pool(self) -> asyncpg.Pool:
         if self._pool is None:
             self._pool = await asyncpg.create_pool(
-                self._dsn, min_size=1, max_size=20, command_timeout=10
+                self._dsn,
+                min_size=0,  # nothing to keep re-opening (and warning about) while it is away
+                max_size=20,
+                timeout=CONNECT_TIMEOUT_S,
+                command_timeout=COMMAND_TIMEOUT_S,
             )
         return self._pool
 
-    async def reserve(self, held: HeldReservation, owner: str) -> Refusal | None:
+    async def _call(self, query: Callable[[asyncpg.Pool], Awaitable[_T]]) -> _T:
         try:
             pool = await self._connection_pool()
-            refused = await pool.fetchval(
+            return await query(pool)
+        except _UNAVAILABLE as exc:
+            if isinstance(exc, _LOST) and self._pool is not None:
+                await self._pool.expire_connections()
+            raise ServiceUnavailable(f"database unavailable: {type(exc).__name__}") from None
+
+    async def reserve(self, held: HeldReservation, owner: str) -> Refusal | None:
+        refused = await self._call(
+            lambda pool: pool.fetchval(
                 "SELECT tokenyard_hold($1, $2, $3, $4, $5)",
                 held.id,
                 held.account_id,
@@ -34,16 +72,14 @@ class PostgresHolds:
                 held.amount_nano,
                 owner,
             )
-        except _UNAVAILABLE as exc:
-            raise ServiceUnavailable(f"database unavailable: {type(exc).__name__}") from None
+        )
         if refused is None:
             return None
         return "account" if refused == "account" else "key"
 
     async def settle(self, charge: Charge) -> bool:
-        try:
-            pool = await self._connection_pool()
-            charged = await pool.fetchval(
+        charged = await self._call(
+            lambda pool: pool.fetchval(
                 "SELECT tokenyard_settle($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 charge.request_id,
                 charge.account_id,
@@ -57,16 +93,13 @@ class PostgresHolds:
                 charge.cached_tokens,
                 charge.output_tokens,
             )
-        except _UNAVAILABLE as exc:
-            raise ServiceUnavailable(f"database unavailable: {type(exc).__name__}") from None
+        )
         return bool(charged)
 
     async def release(self, held: HeldReservation) -> bool:
-        try:
-            pool = await self._connection_pool()
-            released = await pool.fetchval("SELECT tokenyard_release($1)", held.id)
-        except _UNAVAILABLE as exc:
-            raise ServiceUnavailable(f"database unavailable: {type(exc).__name__}") from None
+        released = await self._call(
+            lambda pool: pool.fetchval("SELECT tokenyard_release($1)", held.id)
+        )
         return bool(released)
 
     async def close(self) -> None:

@@ -7,8 +7,9 @@ names the process it came from; a process ignores its own.
 
 Publishing never waits on Redis in the request path: :meth:`RedisBus.publish` hands the
 event to a background task. While Redis is unreachable, events are dropped (each process
-keeps its own state, as without Redis), which is logged once, and the listener reconnects
-with a back-off.
+keeps its own state, as without Redis) and the listener reconnects with a back-off; the
+process's :class:`RedisLink` (shared with the rate limiter) says so once, and learns from
+the listener when Redis is back.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from tokenyard.store.redis_link import RedisLink, few_retries
+
 log = logging.getLogger(__name__)
 
 CHANNEL = "ty:events:{db}"
@@ -38,14 +41,16 @@ Handler = Callable[[Event], None]
 
 
 class RedisBus:
-    def __init__(self, url: str):
-        self._redis = Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=None)
+    def __init__(self, url: str, *, link: RedisLink | None = None):
+        self._redis = Redis.from_url(
+            url, socket_connect_timeout=1.0, socket_timeout=None, retry=few_retries()
+        )
+        self.link = link or RedisLink()
         self.channel = CHANNEL.format(db=self._redis.connection_pool.connection_kwargs.get("db", 0))
         self.origin = uuid.uuid4().hex
         self._listener: asyncio.Task[None] | None = None
         self._outbox: asyncio.Queue[tuple[bytes, str | None, float]] = asyncio.Queue()
         self._sender: asyncio.Task[None] | None = None
-        self._warned = False
         self.connected = asyncio.Event()
 
     # -- publishing -------------------------------------------------------------------
@@ -68,6 +73,8 @@ class RedisBus:
                 self._outbox.task_done()
 
     async def _send(self, payload: bytes, state_key: str | None, ttl_s: float) -> None:
+        if not self.link.usable():
+            return  # dropped: Redis is away, and the other processes cannot hear it anyway
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.publish(self.channel, payload)
@@ -79,12 +86,9 @@ class RedisBus:
                         pipe.delete(name)
                 await pipe.execute()
         except (RedisError, OSError) as exc:
-            if not self._warned:
-                self._warned = True
-                log.warning(
-                    "redis unreachable: state is not shared until it returns",
-                    extra={"fields": {"error": type(exc).__name__}},
-                )
+            self.link.failed(exc)
+        else:
+            self.link.succeeded()
 
     async def flush(self) -> None:
         """Wait until every event published so far has been sent (or failed to be)."""
@@ -105,9 +109,8 @@ class RedisBus:
                     await pubsub.subscribe(self.channel)
                     for event in await self._kept():
                         handler(event)
-                    if self._warned or failures:
-                        log.warning("redis reachable again: state is shared")
-                    self._warned, failures = False, 0
+                    self.link.succeeded()
+                    failures = 0
                     self.connected.set()
                     async for message in pubsub.listen():
                         self._deliver(message.get("data"), handler)
@@ -115,12 +118,7 @@ class RedisBus:
                 raise
             except (RedisError, OSError) as exc:
                 self.connected.clear()
-                if not self._warned:
-                    self._warned = True
-                    log.warning(
-                        "redis unreachable: state is not shared until it returns",
-                        extra={"fields": {"error": type(exc).__name__}},
-                    )
+                self.link.failed(exc)
                 await asyncio.sleep(RECONNECT_S[min(failures, len(RECONNECT_S) - 1)])
                 failures += 1
 

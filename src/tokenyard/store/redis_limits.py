@@ -1,12 +1,13 @@
 """Per-key rate windows in Redis, shared by every gateway process and replica.
 
 One Lua script reads both minutes' counters, decides, and counts — atomically, in one
-round trip. Counters expire after two windows (two minutes by default).
+round trip. Counters expire after two windows (two minutes by default). While Redis is
+unreachable the windows are counted in process (:class:`MemoryLimiter`); the
+:class:`RedisLink` decides when to try Redis again and says so (redis_link.py).
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 
@@ -14,8 +15,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from tokenyard.store.limits import WINDOW_S, MemoryLimiter, retry_after
-
-log = logging.getLogger(__name__)
+from tokenyard.store.redis_link import RedisLink, few_retries
 
 _ADMIT = """
 local rpm = tonumber(ARGV[1])
@@ -38,17 +38,31 @@ return 1
 
 
 class RedisLimiter:
-    """Falls back to in-process counting while Redis is unreachable, and says so."""
+    """Falls back to in-process counting while Redis is unreachable."""
 
-    def __init__(self, url: str, clock: Callable[[], float] = time.time, *, ttl_s: int = 120):
+    def __init__(
+        self,
+        url: str,
+        clock: Callable[[], float] = time.time,
+        *,
+        ttl_s: int = 120,
+        link: RedisLink | None = None,
+    ):
         """``ttl_s``: how long a window's counters live; two windows (the sign-up limiter
-        runs on a slowed clock whose window is an hour, identity/portal.py)."""
-        self._redis = Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        runs on a slowed clock whose window is an hour, identity/portal.py). ``link``: the
+        process's view of Redis, shared with its other users (default: one of its own)."""
+        self._redis = Redis.from_url(
+            url, socket_timeout=1.0, socket_connect_timeout=1.0, retry=few_retries()
+        )
         self._script = self._redis.register_script(_ADMIT)
         self._clock = clock
         self._ttl_s = ttl_s
         self._fallback = MemoryLimiter(clock)
-        self.degraded = False
+        self._link = link or RedisLink()
+
+    @property
+    def degraded(self) -> bool:
+        return not self._link.up
 
     async def admit(self, key_id: str, rpm: int | None, tpm: int | None, tokens: int) -> float:
         if rpm is None and tpm is None:
@@ -68,26 +82,28 @@ class RedisLimiter:
             1 - elapsed / WINDOW_S,
             self._ttl_s,
         ]
+        if not self._link.usable():
+            return await self._fallback.admit(key_id, rpm, tpm, tokens)
         try:
             admitted = await self._script(keys=keys, args=args)
-        except (RedisError, OSError):
-            if not self.degraded:
-                log.warning("redis unreachable: rate limits are counted per process")
-                self.degraded = True
+        except (RedisError, OSError) as exc:
+            self._link.failed(exc)
             return await self._fallback.admit(key_id, rpm, tpm, tokens)
-        if self.degraded:
-            log.warning("redis reachable again: rate limits are shared")
-            self.degraded = False
+        self._link.succeeded()
         return 0.0 if admitted else retry_after(elapsed)
 
     async def add_tokens(self, key_id: str, tokens: int) -> None:
         name = f"ty:rl:{key_id}:{int(self._clock() // WINDOW_S)}:t"
+        if not self._link.usable():
+            await self._fallback.add_tokens(key_id, tokens)
+            return
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.incrby(name, tokens)
                 pipe.expire(name, self._ttl_s)
                 await pipe.execute()
-        except (RedisError, OSError):
+        except (RedisError, OSError) as exc:
+            self._link.failed(exc)
             await self._fallback.add_tokens(key_id, tokens)
 
     async def close(self) -> None:

@@ -88,6 +88,9 @@ class RequestFilter:
     until: datetime | None = None
 
 
+_COLUMNS = tuple(RequestRow.__dataclass_fields__)
+
+
 def encode_cursor(row: RequestRow) -> str:
     """Where the next page starts: after this row in (started, id) descending order."""
     raw = f"{_utc(row.started).isoformat()}|{row.id}".encode()
@@ -116,8 +119,9 @@ class SqlRequestLog:
         self._engine = engine
 
     async def insert(self, rows: Sequence[RequestRow]) -> None:
-        """One transaction, one executemany."""
-        values = [asdict(row) for row in rows]
+        """One transaction, one executemany. Rows become dicts field by field: ``asdict``
+        deep-copies every value (the datetime, the attempt list) and cost 40 µs a row."""
+        values = [{name: getattr(row, name) for name in _COLUMNS} for row in rows]
         for value in values:
             value["started"] = _utc(value["started"])
         try:

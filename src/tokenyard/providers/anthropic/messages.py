@@ -18,8 +18,12 @@ Wire facts (anthropic-sdk-python ``types/message_create_params.py``, ``message_p
   "media_type","data"}}`` (jpeg/png/gif/webp only); an http(s) URL →
   ``{"type":"image","source":{"type":"url","url"}}``. A PDF ``file`` part with
   ``file_data`` → a ``document`` block with a base64 ``application/pdf`` source.
-* Empty text is dropped: the API rejects empty text blocks. A final assistant turn (a
-  prefill) loses its trailing whitespace, which the API also rejects.
+* Empty and blank text is dropped: the API rejects a text block that is empty ("text
+  content blocks must be non-empty") or only whitespace ("… must contain non-whitespace
+  text"; both 400s are seen on real answers, e.g. anthropics/claude-code#23440). A final
+  assistant turn (a prefill) loses its trailing whitespace, which the API also rejects. A
+  blank last user message is refused rather than dropped: dropping it would turn the
+  assistant turn before it into a prefill and change what is asked.
 * Assistant ``reasoning_content`` is not sent back: Anthropic only accepts thinking blocks
   with the signature it issued, which the OpenAI shape does not carry.
 """
@@ -79,7 +83,7 @@ def content_blocks(content: object, *, images: bool = True) -> list[Block]:
     if content is None:
         return []
     if isinstance(content, str):
-        return [{"type": "text", "text": content}] if content else []
+        return [{"type": "text", "text": content}] if content.strip() else []
     if not isinstance(content, list):
         raise UpstreamRejected("message content must be a string or a list of parts")
     blocks: list[Block] = []
@@ -89,7 +93,7 @@ def content_blocks(content: object, *, images: bool = True) -> list[Block]:
             text = part.get(kind)
             if not isinstance(text, str):
                 raise UpstreamRejected(f"a {kind} part needs a string '{kind}'")
-            if text:
+            if text.strip():
                 blocks.append({"type": "text", "text": text})
         elif kind == "image_url" and images:
             image = part.get("image_url")
@@ -178,6 +182,7 @@ def convert(messages: object) -> tuple[list[str], list[JSONObject]]:
         raise UpstreamRejected("'messages' must be a non-empty list")
     system: list[str] = []
     turns: list[Turn] = []
+    last_role = None
     for message in messages:
         if not isinstance(message, dict):
             raise UpstreamRejected("each message must be an object")
@@ -187,6 +192,7 @@ def convert(messages: object) -> tuple[list[str], list[JSONObject]]:
                 system.append(text)
             continue
         turn = _turn(message)
+        last_role = turn[0]
         if not turn[1]:
             continue  # nothing to say: the API rejects empty turns
         if turns and turns[-1][0] == turn[0]:
@@ -195,6 +201,8 @@ def convert(messages: object) -> tuple[list[str], list[JSONObject]]:
             turns.append((turn[0], list(turn[1])))
     if not turns:
         raise UpstreamRejected("anthropic needs at least one user or assistant message")
+    if last_role == "user" and turns[-1][0] == "assistant":
+        raise UpstreamRejected("anthropic rejects a last user message without non-blank text")
     _trim_prefill(turns[-1])
     out = [
         {"role": role, "content": _results_first(blocks) if role == "user" else blocks}

@@ -21,6 +21,7 @@ import aiohttp
 from tokenyard.config import ProviderConfig
 from tokenyard.errors import UpstreamError, UpstreamRejected
 from tokenyard.providers.anthropic.failure import from_response
+from tokenyard.providers.anthropic.raw import RawAnswer
 from tokenyard.providers.anthropic.request import encode
 from tokenyard.providers.anthropic.response import to_chat_completion
 from tokenyard.providers.anthropic.stream import AnthropicStream
@@ -157,14 +158,16 @@ class AnthropicProvider:
         *,
         stream: bool,
         headers: Mapping[str, str] | None = None,
-    ) -> aiohttp.ClientResponse:
+    ) -> RawAnswer:
         """Relay a client's Anthropic Messages request as is (the caller has already put the
         upstream model name in it) and return the 200 response for the caller to copy byte
         for byte and then release. ``headers`` may carry the client's own Anthropic headers:
         pass its ``anthropic-version`` (the body and the answer are in that version's shape;
         SDK 2.x sends 2026-10-21) and ``anthropic-beta``; they never replace our key or the
         content type. Non-200 answers raise like :meth:`chat`."""
-        return await self._post(body, api_key, stream=stream, headers=headers)
+        return RawAnswer(
+            await self._post(body, api_key, stream=stream, headers=headers), self._http
+        )
 
     async def close(self) -> None:
         return None  # the session belongs to the composition root

@@ -16,7 +16,10 @@ Named events, no ``[DONE]``: ``message_start`` → (``content_block_start`` →
 * A ``tool_use`` block opens OpenAI tool call ``k`` = the number of ``tool_use`` blocks seen
   before it (not the Anthropic block index, which also counts text and thinking blocks):
   its first delta carries ``id``, ``type``, ``function.name`` and empty ``arguments``; each
-  ``input_json_delta.partial_json`` is an ``arguments`` fragment on ``k``.
+  ``input_json_delta.partial_json`` is an ``arguments`` fragment on ``k``. A call without
+  input may stream no JSON at all (the SDK's accumulator then keeps ``input: {}``); its
+  ``content_block_stop`` sends the fragment ``{}``, so that the arguments are a JSON object
+  as in the non-streamed answer.
 * ``message_delta`` → the finish chunk; its ``usage`` is cumulative and updates the
   recorded usage. ``message_stop`` ends the stream; a stream that ends before it is broken.
 """
@@ -30,6 +33,7 @@ import aiohttp
 from tokenyard.errors import UpstreamError, UpstreamTimeout
 from tokenyard.providers.anthropic.failure import mid_stream
 from tokenyard.providers.anthropic.response import finish_reason, usage_from_anthropic
+from tokenyard.providers.http import stream_body
 from tokenyard.wire.json import JSONDecodeError, JSONObject, dumps, loads
 from tokenyard.wire.sse import read_events
 from tokenyard.wire.usage import Usage
@@ -56,12 +60,13 @@ class AnthropicStream:
         self._model = model
         self._raw_usage: JSONObject = {}
         self._tools: dict[int, int] = {}  # Anthropic block index → OpenAI tool-call index
+        self._without_input: set[int] = set()  # tool blocks with no arguments sent yet
         self._finished = False
         self._stopped = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
-            async for event in read_events(self._response.content):
+            async for event in read_events(stream_body(self._response, self._provider)):
                 doc = self._decode(event.data)
                 kind = event.event.decode() if event.event else doc.get("type")
                 if kind == "error":
@@ -122,10 +127,8 @@ class AnthropicStream:
                 self._model = message["model"]
             self._record(message.get("usage"))
             return {"role": "assistant", "content": ""}, None
-        if kind == "content_block_start":
-            return self._block_start(doc), None
-        if kind == "content_block_delta":
-            return self._block_delta(doc), None
+        if kind in ("content_block_start", "content_block_delta", "content_block_stop"):
+            return self._block_event(kind, doc), None
         if kind == "message_delta":
             self._record(doc.get("usage"))
             delta = doc.get("delta")
@@ -134,7 +137,14 @@ class AnthropicStream:
                 return None, None
             self._finished = True
             return {}, finish_reason(stop_reason)
-        return None, None  # ping, content_block_stop and events added later
+        return None, None  # ping and events added later
+
+    def _block_event(self, kind: object, doc: JSONObject) -> JSONObject | None:
+        if kind == "content_block_start":
+            return self._block_start(doc)
+        if kind == "content_block_delta":
+            return self._block_delta(doc)
+        return self._block_stop(doc)
 
     def _block_start(self, doc: JSONObject) -> JSONObject | None:
         block = doc.get("content_block")
@@ -151,6 +161,8 @@ class AnthropicStream:
         self._tools[int(doc.get("index") or 0)] = index
         given = block.get("input")
         arguments = dumps(given).decode() if isinstance(given, dict) and given else ""
+        if not arguments:
+            self._without_input.add(int(doc.get("index") or 0))
         call = {
             "index": index,
             "id": block.get("id"),
@@ -170,10 +182,19 @@ class AnthropicStream:
             return {"reasoning_content": delta["thinking"]}
         if kind == "input_json_delta" and delta.get("partial_json"):
             index = self._tools.get(int(doc.get("index") or 0))
+            self._without_input.discard(int(doc.get("index") or 0))
             if index is not None:
                 fragment = {"index": index, "function": {"arguments": delta["partial_json"]}}
                 return {"tool_calls": [fragment]}
         return None  # signature_delta, citations_delta, deltas of server-tool blocks
+
+    def _block_stop(self, doc: JSONObject) -> JSONObject | None:
+        block = int(doc.get("index") or 0)
+        if block not in self._without_input:
+            return None
+        self._without_input.discard(block)
+        fragment = {"index": self._tools[block], "function": {"arguments": "{}"}}
+        return {"tool_calls": [fragment]}
 
     async def aclose(self) -> None:
         if self._stopped:

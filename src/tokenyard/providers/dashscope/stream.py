@@ -29,6 +29,7 @@ from tokenyard.providers.dashscope.response import (
     usage_of,
     usage_parts,
 )
+from tokenyard.providers.http import stream_body
 from tokenyard.providers.toolcalls import ToolCallDeltas
 from tokenyard.wire.json import JSONDecodeError, JSONObject, dumps, loads
 from tokenyard.wire.sse import read_events
@@ -134,7 +135,7 @@ class DashScopeStream:
     async def chunks(self) -> AsyncIterator[JSONObject]:
         """Canonical chunks as dicts (also used to fold a stream into one completion)."""
         try:
-            async for event in read_events(self._response.content):
+            async for event in read_events(stream_body(self._response, self._provider)):
                 doc = self._decode(event.data)
                 if event.event == b"error":
                     code, message = error_fields(doc)

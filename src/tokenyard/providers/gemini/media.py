@@ -7,11 +7,14 @@ Wire facts (providers.md §4.2; python-genai ``types.Part``, ``types.Blob``, ``t
 * ``fileData {fileUri, mimeType}`` names a file Google fetches itself: File API URIs
   (``https://generativelanguage.googleapis.com/…/files/…``) and ``gs://`` objects. Both fields
   are *required* in the SDK's ``FileData``.
-* Arbitrary ``https://`` URLs: providers.md says the native API does not fetch them and the
-  gateway must download them; Google's January 2026 announcement ("external URLs (public /
-  signed)", not for the Gemini 2.0 family) says it now does. Downloading here would need SSRF
-  protection, so such URLs are refused unless the provider is built with
-  ``external_image_urls=True``, which forwards them as ``fileData`` for Google to fetch.
+* Arbitrary ``http(s)://`` URLs: providers.md says the native API does not fetch them and
+  the gateway must download them; Google's January 2026 announcement ("external URLs (public
+  / signed)", not for the Gemini 2.0 family) says it now does. So the adapter downloads them
+  before translating (:func:`inline_remote_images`, through the SSRF-guarded
+  ``providers.image_fetch``) and sends the bytes as ``inlineData``; built with
+  ``external_image_urls=True`` it forwards https URLs as ``fileData`` for Google to fetch
+  instead. Translation itself stays synchronous: a URL that reaches it undownloaded (the
+  provider's ``images.fetch`` is off) is refused.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import mimetypes
 from urllib.parse import urlsplit
 
 from tokenyard.errors import UpstreamRejected
+from tokenyard.providers.image_fetch import ImageFetcher
 from tokenyard.wire.images import parse_data_url
 from tokenyard.wire.json import JSONObject
 
@@ -37,6 +41,61 @@ def _google_fetchable(url: str) -> bool:
 def _guess_mime(url: str, default: str) -> str:
     guessed, _ = mimetypes.guess_type(urlsplit(url).path)
     return guessed or default
+
+
+def _remote(url: object, external_urls: bool) -> bool:
+    """A URL the gateway must download for Google (not data, not Google's own storage)."""
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        return False
+    return not (_google_fetchable(url) or (external_urls and url.startswith("https://")))
+
+
+def _image_urls(body: JSONObject, external_urls: bool) -> list[tuple[JSONObject, str]]:
+    """The image parts of user messages whose URL must be downloaded, with that URL."""
+    found = []
+    messages = body.get("messages")
+    for message in messages if isinstance(messages, list) else ():
+        if not isinstance(message, dict) or message.get("role") != "user":
+            continue
+        content = message.get("content")
+        for part in content if isinstance(content, list) else ():
+            if isinstance(part, dict) and part.get("type") == "image_url":
+                image = part.get("image_url")
+                url = image.get("url") if isinstance(image, dict) else image
+                if isinstance(url, str) and _remote(url, external_urls):
+                    found.append((part, url))
+    return found
+
+
+async def inline_remote_images(
+    body: JSONObject, fetcher: ImageFetcher, *, external_urls: bool
+) -> JSONObject:
+    """``body`` with every image URL Google cannot fetch replaced by a ``data:`` URL of the
+    downloaded bytes (a copy; the body itself is left alone). Without such URLs, ``body``."""
+    wanted = _image_urls(body, external_urls)
+    if not wanted:
+        return body
+    images = await fetcher.fetch(url for _, url in wanted)
+    replaced = {id(part): images[url].data_url() for part, url in wanted}
+    return {**body, "messages": [_with_inlined(m, replaced) for m in body["messages"]]}
+
+
+def _with_inlined(message: object, replaced: dict[int, str]) -> object:
+    if not isinstance(message, dict) or not isinstance(message.get("content"), list):
+        return message
+    content: list[object] = message["content"]
+    if not any(id(part) in replaced for part in content):
+        return message
+    return {**message, "content": [_inlined(part, replaced) for part in content]}
+
+
+def _inlined(part: object, replaced: dict[int, str]) -> object:
+    data_url = replaced.get(id(part))
+    if data_url is None or not isinstance(part, dict):
+        return part
+    image = part.get("image_url")
+    details = image if isinstance(image, dict) else {}
+    return {**part, "image_url": {**details, "url": data_url}}
 
 
 def image_part(image_url: object, *, external_urls: bool) -> JSONObject:

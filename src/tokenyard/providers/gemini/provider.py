@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from urllib.parse import quote
 
 import aiohttp
@@ -27,10 +28,12 @@ from tokenyard.errors import UpstreamError
 from tokenyard.providers.base import Call, ChatResult, EmbeddingResult, Provider
 from tokenyard.providers.gemini.embedding import embed_request, embedding_list, model_path
 from tokenyard.providers.gemini.failure import error_object, from_response, in_body
+from tokenyard.providers.gemini.media import inline_remote_images
 from tokenyard.providers.gemini.request import chat_request
 from tokenyard.providers.gemini.response import chat_completion
 from tokenyard.providers.gemini.stream import GeminiStream
 from tokenyard.providers.http import UpstreamHttp, configured_timeouts
+from tokenyard.providers.image_fetch import ImageFetcher
 from tokenyard.wire.json import JSONObject, dumps
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
@@ -51,6 +54,7 @@ class GeminiProvider:
         idle_timeout_s: float,
         extra_headers: dict[str, str] | None = None,
         external_image_urls: bool = False,
+        image_fetcher: ImageFetcher | None = None,
         clock: Callable[[], float] = time.time,
     ):
         self.name = name
@@ -67,6 +71,7 @@ class GeminiProvider:
         )
         self._headers = {**_JSON, **(extra_headers or {})}
         self._external_urls = external_image_urls
+        self._images = image_fetcher
         self._clock = clock
 
     # -- requests -------------------------------------------------------------------
@@ -75,6 +80,15 @@ class GeminiProvider:
         return dumps(
             chat_request(call.body, call.upstream_model, external_urls=self._external_urls)
         )
+
+    async def _downloaded(self, call: Call) -> Call:
+        """The call with the image URLs Google cannot fetch replaced by their bytes."""
+        if self._images is None:
+            return call
+        body = await inline_remote_images(
+            call.body, self._images, external_urls=self._external_urls
+        )
+        return call if body is call.body else replace(call, body=body)
 
     def _url(self, model: str, method: str) -> str:
         return f"{self._base}/{quote(model_path(model), safe='/-._~')}:{method}"
@@ -115,7 +129,7 @@ class GeminiProvider:
     # -- the three operations -------------------------------------------------------
 
     async def chat(self, call: Call) -> ChatResult:
-        payload = self.encode_chat(call)
+        payload = self.encode_chat(await self._downloaded(call))
         url = self._url(call.upstream_model, "generateContent")
         doc = await self._read_json(await self._post(url, payload, call.api_key), call.api_key)
         body, usage = chat_completion(
@@ -128,7 +142,7 @@ class GeminiProvider:
         return ChatResult(body=body, usage=usage)
 
     async def open_stream(self, call: Call) -> GeminiStream:
-        payload = self.encode_chat(call)
+        payload = self.encode_chat(await self._downloaded(call))
         url = self._url(call.upstream_model, "streamGenerateContent?alt=sse")
         response = await self._post(url, payload, call.api_key, stream=True)
         return GeminiStream(
@@ -160,10 +174,22 @@ class GeminiProvider:
 
 def build(name: str, cfg: ProviderConfig, session: aiohttp.ClientSession) -> Provider:
     """The registry's entry point for ``api: gemini``."""
+    images = cfg.images
+    fetcher = (
+        ImageFetcher(
+            max_bytes=images.max_bytes,
+            timeout_s=images.timeout_s,
+            max_redirects=images.max_redirects,
+            allow_networks=images.allow_networks,
+        )
+        if images.fetch
+        else None
+    )
     return GeminiProvider(
         name=name,
         base_url=cfg.base_url or DEFAULT_BASE_URL,
         session=session,
         extra_headers=dict(cfg.headers),
+        image_fetcher=fetcher,
         **configured_timeouts(cfg),
     )

@@ -3,6 +3,9 @@
 Wire facts (providers.md §4.2 and §13; checked against python-genai ``models.py``
 ``_GenerateContentConfig_to_mldev`` and ``types.py``):
 
+* Empty text is left out: the API reads ``{"text": ""}`` as a part without data and answers
+  400 "required oneof field 'data' must have one initialized field" (seen on real answers,
+  e.g. router-for-me/CLIProxyAPI#1292).
 * ``system``/``developer`` messages → ``systemInstruction {parts}``; ``user`` → role ``user``,
   ``assistant`` → role ``model``; tool results → ``functionResponse`` parts in a ``user`` turn
   (the function *name* is required: it is looked up from the earlier assistant tool call).
@@ -122,14 +125,15 @@ class _Turns:
 
     def _user_parts(self, content: object) -> list[JSONObject]:
         if isinstance(content, str):
-            return [{"text": content}]
+            return [{"text": content}] if content else []
         if not isinstance(content, list):
             raise UpstreamRejected("user message content must be a string or an array")
         parts: list[JSONObject] = []
         for part in content:
             kind = part.get("type") if isinstance(part, dict) else None
             if kind == "text" and isinstance(part.get("text"), str):
-                parts.append({"text": part["text"]})
+                if part["text"]:
+                    parts.append({"text": part["text"]})
             elif kind == "image_url":
                 parts.append(image_part(part.get("image_url"), external_urls=self._external_urls))
             elif kind == "input_audio":

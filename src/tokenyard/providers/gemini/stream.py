@@ -13,8 +13,8 @@ providers.md §1.1, §4.4):
 * Function calls arrive whole (``partialArgs``/``willContinue`` are "not supported in Gemini
   API" per the SDK), so each becomes one tool-call delta with id, name and all arguments.
 
-Lines are split here rather than with ``StreamReader.readline`` so that a large event
-(inline image data, long signatures) has no line-length limit.
+Lines are split by ``wire.sse.lines`` rather than ``StreamReader.readline``, so that a large
+event (inline image data, long signatures) has no line-length limit.
 """
 
 from __future__ import annotations
@@ -32,25 +32,12 @@ from tokenyard.providers.gemini.response import (
     read_parts,
     usage_from_gemini,
 )
+from tokenyard.providers.http import stream_body
 from tokenyard.wire.json import JSONDecodeError, JSONObject, dumps, loads
+from tokenyard.wire.sse import lines
 from tokenyard.wire.usage import Usage
 
 _SSE_FIELDS = (b":", b"event:", b"id:", b"retry:")
-
-
-async def _lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-    pieces: list[bytes] = []
-    async for chunk in chunks:
-        pieces.append(chunk)
-        if b"\n" not in chunk:
-            continue
-        *complete, rest = b"".join(pieces).split(b"\n")
-        pieces = [rest]
-        for line in complete:
-            yield line.rstrip(b"\r")
-    rest = b"".join(pieces)
-    if rest:
-        yield rest.rstrip(b"\r")
 
 
 async def documents(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
@@ -59,7 +46,7 @@ async def documents(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
     data: list[bytes] = []
     raw: list[bytes] = []
     balance = 0
-    async for line in _lines(chunks):
+    async for line in lines(chunks):
         if not raw and line.startswith(b"data:"):
             data.append(line[6:] if line[5:6] == b" " else line[5:])
             continue
@@ -109,7 +96,7 @@ class GeminiStream:
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
-            async for raw in documents(self._response.content.iter_any()):
+            async for raw in documents(stream_body(self._response, self._provider)):
                 for chunk in self._translate(self._decode(raw)):
                     yield dumps(chunk)
         except TimeoutError:

@@ -28,7 +28,7 @@ import aiohttp
 from tokenyard.errors import UpstreamError, UpstreamTimeout
 from tokenyard.providers.base import Call, ChatResult
 from tokenyard.providers.failure import from_status, scrub
-from tokenyard.providers.http import UpstreamHttp
+from tokenyard.providers.http import UpstreamHttp, stream_body
 from tokenyard.providers.spark.codes import OUTPUT_FILTERED, code_of, error_for
 from tokenyard.providers.spark.models import find_model
 from tokenyard.providers.spark.request import http_body
@@ -168,7 +168,7 @@ class SparkHTTP:
     async def open_stream(self, call: Call) -> SparkHTTPStream:
         payload = self._encode(call, stream=True)
         response = await self._post(payload, call.api_key, stream=True)
-        events = read_events(response.content).__aiter__()
+        events = read_events(stream_body(response, self.name)).__aiter__()
         try:
             async with asyncio.timeout(self._first_byte_s):
                 first = await anext(events, None)

@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 
 from tokenyard.errors import UpstreamError, UpstreamTimeout
+from tokenyard.providers.http import stream_body
 from tokenyard.providers.toolcalls import ToolCallDeltas
 from tokenyard.providers.zhipu.failure import classify, error_fields
 from tokenyard.providers.zhipu.response import finish_reason, usage_of
@@ -50,7 +51,7 @@ class ZhipuStream:
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
-            async for event in read_events(self._response.content):
+            async for event in read_events(stream_body(self._response, self._provider)):
                 if event.data == DONE:
                     return
                 doc = self._decode(event.data)

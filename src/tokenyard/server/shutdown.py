@@ -1,0 +1,97 @@
+"""Ending what is in flight when the process stops (SIGTERM, server/run.py).
+
+:class:`Drain` knows every request being handled (its middleware). Once the listening
+sockets are closed, :meth:`Drain.drain` lets them finish for up to
+``server.shutdown_timeout_s``; what still runs then is cancelled. A cancelled handler
+closes its upstream and settles what was produced on its way out (gateway/relay.py, the
+``finally`` paths); the middleware then ends a stream that had begun with an error event —
+an OpenAI ``data:`` error and ``[DONE]``, or an Anthropic ``error`` event on /v1/messages —
+and answers a request that had not begun with 503. aiohttp's own shutdown timeout cancels
+too, but closes the connection first: the client would see a cut, not an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from tokenyard.errors import ServiceUnavailable
+from tokenyard.wire.anthropic.response import anthropic_error
+from tokenyard.wire.anthropic.stream import event
+from tokenyard.wire.json import dumps
+from tokenyard.wire.sse import DONE_FRAME, frame
+
+log = logging.getLogger(__name__)
+
+END_GRACE_S = 5.0
+"""After the deadline, how long cancelled requests get to settle and write their end."""
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Drain:
+    def __init__(self) -> None:
+        self._running: dict[asyncio.Task[object], web.Request] = {}
+        self._ended: set[asyncio.Task[object]] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        task = asyncio.current_task()
+        assert task is not None
+        self._running[task] = request
+        self._idle.clear()
+        try:
+            return await handler(request)
+        except asyncio.CancelledError:
+            if task not in self._ended:
+                raise  # the client left, or the loop is going: nothing to tell anyone
+            stopping = ServiceUnavailable("the gateway is shutting down")
+            if not request.writer.output_size:  # nothing sent yet: an ordinary 503
+                task.uncancel()
+                raise stopping from None
+            await _end_stream(request, stopping)
+            raise
+        finally:
+            del self._running[task]
+            self._ended.discard(task)
+            if not self._running:
+                self._idle.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
+
+    async def drain(self, deadline_s: float) -> None:
+        """Wait until no request is in flight, for up to ``deadline_s``; then end the rest."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), deadline_s)
+        left = list(self._running)
+        if not left:
+            return
+        log.warning(
+            "shutdown deadline reached: ending the requests still running",
+            extra={"fields": {"in_flight": len(left)}},
+        )
+        self._ended.update(left)
+        for task in left:
+            task.cancel()
+        await asyncio.wait(left, timeout=END_GRACE_S)
+
+
+async def _end_stream(request: web.Request, error: ServiceUnavailable) -> None:
+    """Write the end of a stream that was cut, in the client API's own shape."""
+    writer = request.writer
+    if request.path == "/v1/messages":
+        await writer.write(event(anthropic_error(error.status, error.message)))
+    else:
+        await writer.write(frame(dumps(error.body())) + DONE_FRAME)
+    await writer.write_eof()
+
+
+DRAIN = web.AppKey("drain", Drain)
