@@ -92,6 +92,23 @@ def test_a_cached_key_is_revalidated_after_a_while(tmp_path: Path) -> None:
     run(tmp_path, scenario)
 
 
+def test_concurrent_requests_with_one_key_share_one_lookup(tmp_path: Path) -> None:
+    async def scenario(database: Database) -> None:
+        store = CountingStore(database.engine)
+        identity = Identity(store, MemoryEpoch())
+        account = await store.create_account("a")
+        issued = await identity.issue_key(account_id=account.id, name="k")
+        leaving = asyncio.ensure_future(identity.authenticate(issued.key))
+        await asyncio.sleep(0)  # the first caller has started the read ...
+        leaving.cancel()  # ... and its client leaves: the others still get the row
+        principals = await asyncio.gather(*(identity.authenticate(issued.key) for _ in range(16)))
+        assert {p.account_id for p in principals} == {account.id}
+        assert store.lookups == 1
+        assert leaving.cancelled()
+
+    run(tmp_path, scenario)
+
+
 def test_unknown_and_malformed_keys_fail(tmp_path: Path) -> None:
     async def scenario(database: Database) -> None:
         identity = Identity(SqlAccounts(database.engine), MemoryEpoch())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -144,6 +145,9 @@ class Identity:
         self._clock = clock
         self._seen_epoch = epoch.value()
         self._cache: dict[str, tuple[Principal, float]] = {}
+        self._reading: dict[str, asyncio.Task[KeyRow | None]] = {}
+        """Keys being read from the store: requests with the same key share the one read
+        instead of each taking a connection (under load, every REVALIDATE_S)."""
 
     async def authenticate(self, key: str | None) -> Principal:
         if not key or not key.startswith(KEY_MARK):
@@ -151,6 +155,7 @@ class Identity:
         epoch = self._epoch.value()
         if epoch != self._seen_epoch:
             self._cache.clear()
+            self._reading.clear()  # a read begun before a revocation is not shared on
             self._seen_epoch = epoch
         digest = hash_key(key)
         now = self._clock()
@@ -158,7 +163,7 @@ class Identity:
         if cached is not None and now - cached[1] < REVALIDATE_S:
             principal = cached[0]
         else:
-            row = await self.store.key_by_hash(digest)
+            row = await self._read(digest)
             if row is None or row.revoked_at is not None:
                 self._cache.pop(digest, None)
                 raise AuthenticationFailed("invalid API key")
@@ -169,6 +174,22 @@ class Identity:
         if principal.expires_at is not None and now >= principal.expires_at:
             raise AuthenticationFailed("this API key has expired")
         return principal
+
+    async def _read(self, digest: str) -> KeyRow | None:
+        """One store read per key at a time. It runs as its own task, so a caller that is
+        cancelled (its client left) does not cancel the read the others wait for."""
+        reading = self._reading.get(digest)
+        if reading is None:
+            reading = asyncio.ensure_future(self.store.key_by_hash(digest))
+            self._reading[digest] = reading
+            reading.add_done_callback(lambda done: self._forget(digest, done))
+        return await asyncio.shield(reading)
+
+    def _forget(self, digest: str, done: asyncio.Task[KeyRow | None]) -> None:
+        if self._reading.get(digest) is done:
+            del self._reading[digest]
+        if not done.cancelled():
+            done.exception()  # seen here: a failure every waiter left is not "never retrieved"
 
     async def issue_key(
         self,

@@ -5,11 +5,18 @@ tens of microseconds, cheaper than any hop to a thread. So it runs on the event 
 ``busy_timeout=0``; when another process holds the write lock, it is retried in a
 dedicated thread on a second connection that waits for the lock, so the loop never blocks
 on another process.
+
+The one thing in a commit that does touch the disk is SQLite's automatic checkpoint (copying
+the WAL into the database, with an fsync), which the committing connection runs itself. So
+the loop's connection never checkpoints: every ``CHECKPOINT_EVERY`` commits a passive
+checkpoint runs on the thread instead (profiled: it was about half of the loop's time in
+holds and charges at 16 concurrent requests, docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +35,13 @@ def _connect(path: str, busy_ms: int) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute(f"PRAGMA busy_timeout={busy_ms}")
     conn.execute("PRAGMA foreign_keys=ON")
+    if busy_ms == 0:  # the event loop's connection: checkpoints happen on the thread
+        conn.execute("PRAGMA wal_autocheckpoint=0")
     return conn
+
+
+CHECKPOINT_EVERY = 256
+"""Commits on the event loop's connection between two checkpoints on the thread."""
 
 
 def _now() -> tuple[str, str]:
@@ -154,22 +167,33 @@ class SqliteHolds:
         self._inline: sqlite3.Connection | None = None
         self._waiting: sqlite3.Connection | None = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="tokenyard-sqlite")
+        self._commits = 0
 
     async def _run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
         try:
             if self._inline is None:
                 self._inline = _connect(self._path, 0)
             try:
-                return operation(self._inline)
+                result = operation(self._inline)
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
                     raise
+            else:
+                self._commits += 1
+                if self._commits % CHECKPOINT_EVERY == 0:
+                    asyncio.get_running_loop().run_in_executor(self._thread, self._checkpoint)
+                return result
             # Another process holds the write lock: wait for it off the event loop.
             return await asyncio.get_running_loop().run_in_executor(
                 self._thread, self._on_thread, operation
             )
         except sqlite3.Error as exc:
             raise ServiceUnavailable(f"database unavailable: {type(exc).__name__}") from None
+
+    def _checkpoint(self) -> None:
+        # A failed checkpoint is left to the next one (the engine's connections checkpoint too).
+        with contextlib.suppress(sqlite3.Error):
+            self._on_thread(lambda conn: conn.execute("PRAGMA wal_checkpoint(PASSIVE)"))
 
     def _on_thread(self, operation: Callable[[sqlite3.Connection], T]) -> T:
         if self._waiting is None:
