@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -56,14 +55,6 @@ FINISHES = {  # providers.md §14.1
     "refusal": "content_filter",
 }
 HI = {"model": "public", "messages": [{"role": "user", "content": "hi"}]}
-
-
-@pytest.fixture(scope="module")
-def bench() -> Iterator[Bench]:
-    bench = Bench()
-    bench.start()
-    yield bench
-    bench.stop()
 
 
 def provider(bench: Bench) -> AnthropicProvider:

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -51,14 +49,6 @@ KEY = "sk-dashscope-roundtrip"
 MODEL = "qwen-plus"
 FINISHES = ("stop", "length", "tool_calls")
 HI = {"model": "public", "messages": [{"role": "user", "content": "hi"}]}
-
-
-@pytest.fixture(scope="module")
-def bench() -> Iterator[Bench]:
-    bench = Bench()
-    bench.start()
-    yield bench
-    bench.stop()
 
 
 def provider(bench: Bench) -> DashScopeProvider:

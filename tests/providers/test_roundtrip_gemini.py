@@ -18,7 +18,6 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -64,14 +63,6 @@ FILTERED = (
 FINISHES = ("STOP", "MAX_TOKENS", *FILTERED, "MALFORMED_FUNCTION_CALL", "OTHER")
 HI = {"model": "public", "messages": [{"role": "user", "content": "hi"}]}
 MADE_UP = re.compile(r"call_[0-9a-f]{24}")
-
-
-@pytest.fixture(scope="module")
-def bench() -> Iterator[Bench]:
-    bench = Bench()
-    bench.start()
-    yield bench
-    bench.stop()
 
 
 def provider(bench: Bench) -> GeminiProvider:

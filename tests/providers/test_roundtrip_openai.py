@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -44,14 +42,6 @@ from tokenyard.wire.usage import Usage
 KEY = "sk-roundtrip"
 FINISHES = ("stop", "length", "tool_calls", "content_filter")
 HI = {"model": "public", "messages": [{"role": "user", "content": "hi"}]}
-
-
-@pytest.fixture(scope="module")
-def bench() -> Iterator[Bench]:
-    bench = Bench()
-    bench.start()
-    yield bench
-    bench.stop()
 
 
 def provider(bench: Bench, vendor: VendorSpec) -> OpenAIProvider:

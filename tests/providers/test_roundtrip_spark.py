@@ -19,7 +19,6 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -55,14 +54,6 @@ WS_KEY = "app1:key1:secret1"
 HI = {"model": "public", "messages": [{"role": "user", "content": "hi"}]}
 MADE_UP = re.compile(r"call_[0-9a-f]{24}")
 SPARK_MODELS = st.sampled_from(["lite", "generalv3.5", "x1"])
-
-
-@pytest.fixture(scope="module")
-def bench() -> Iterator[Bench]:
-    bench = Bench()
-    bench.start()
-    yield bench
-    bench.stop()
 
 
 def provider(bench: Bench) -> SparkProvider:

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -53,14 +51,6 @@ FINISHES = {  # providers.md §14.1
     "model_context_window_exceeded": "length",
 }
 HI = {"model": "public", "messages": [{"role": "user", "content": "hi"}]}
-
-
-@pytest.fixture(scope="module")
-def bench() -> Iterator[Bench]:
-    bench = Bench()
-    bench.start()
-    yield bench
-    bench.stop()
 
 
 def provider(bench: Bench) -> ZhipuProvider:

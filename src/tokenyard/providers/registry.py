@@ -82,6 +82,9 @@ def _session(cfg: ProviderConfig) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, ttl_dns_cache=300)
     return aiohttp.ClientSession(
         connector=connector,
+        # No cookie jar: a cookie an upstream sets for one tenant's request must not ride
+        # along on another's, and the jar's bookkeeping is work on every call.
+        cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=True,
         skip_auto_headers=("User-Agent",),
         headers={"User-Agent": "tokenyard"},
