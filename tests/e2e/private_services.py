@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import redis
@@ -68,6 +70,28 @@ class PrivatePostgres:
     def stop(self, mode: str = "fast") -> None:
         """``fast`` ends every session and shuts down cleanly; ``immediate`` is a crash."""
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Every process of this server stopped (SIGSTOP): connections stay open and new ones
+        are accepted by the kernel, but nothing answers and nothing is refused — a stalled
+        or unreachable server, not a stopped one. The postmaster (from its pid file: this
+        instance's, never another PostgreSQL's on the machine) stops first, so that its list
+        of children is final; all resume (SIGCONT) on leaving."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split("\n", 1)[0])
+        os.kill(postmaster, signal.SIGSTOP)
+        stopped = [postmaster]
+        try:
+            for task in Path(f"/proc/{postmaster}/task").iterdir():
+                for child in map(int, (task / "children").read_text().split()):
+                    with contextlib.suppress(ProcessLookupError):  # ended meanwhile
+                        os.kill(child, signal.SIGSTOP)
+                        stopped.append(child)
+            yield
+        finally:
+            for pid in stopped:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
 
     def destroy(self) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):

@@ -1,6 +1,7 @@
-"""PostgreSQL restarted under load: while it is away every request fails fast with 503
-``service_unavailable`` (OpenAI shape), when it returns the same gateway process answers
-again, and afterwards the books are exact."""
+"""PostgreSQL restarted or stalled under load: while it is away (refusing) every request fails
+fast with 503 ``service_unavailable`` (OpenAI shape); while it is frozen (neither answering
+nor refusing) every request still ends within its timeouts with that 503; when it returns
+the same gateway process answers again, and afterwards the books are exact."""
 
 from __future__ import annotations
 
@@ -23,6 +24,11 @@ pytestmark = pytest.mark.services
 
 BODY = {"model": "gpt-mini", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}
 LIVENESS_S = 5.0  # far above a fast failure, far below the client's timeout
+STALL_S = 12.0  # longer than STALL_LIVENESS_S: a request waiting for the thaw shows
+STALL_LIVENESS_S = 8.0
+"""The 5 s hold statement timeout with room for a loaded machine; twice that timeout (a
+connection waiting for a stalled server to acknowledge its cancel) or the engine's 60 s
+statement timeout fail it."""
 CLIENT_TIMEOUT_S = 30.0
 
 
@@ -147,6 +153,90 @@ def test_postgres_restart_under_load(
     assert "Traceback" not in log
     assert '"level":"error"' not in log  # an outage is expected weather, not a bug
     assert log.count("reaper: database unavailable") == 1  # said once, not every turn
+
+
+def _assert_unavailable(status: int, error: object) -> None:
+    assert status == 503, (status, error)
+    assert isinstance(error, dict)
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["type"] == "server_error"
+    assert error["code"] == "service_unavailable"
+
+
+def test_postgres_stalled_under_load(
+    postgres: PrivatePostgres, upstreams: Upstreams, tmp_path: Path
+) -> None:
+    """Every PostgreSQL process SIGSTOPped for STALL_S: connections neither answer nor
+    refuse, so only the gateway's own timeouts can end a request."""
+    config = gateway_config(postgres.url, upstreams.urls).replace(
+        "billing: {", "billing: {reaper_interval_s: 0.5, "
+    )
+    gateway = start_gateway(tmp_path, config)
+    try:
+        account_id = gateway.new_account(credit="100")
+        key = gateway.new_key(account_id)
+        stop = threading.Event()
+        outcomes: list[Outcome] = []
+        admin: list[tuple[float, httpx.Response]] = []
+
+        def admin_call() -> None:  # an engine (SQLAlchemy) read, not a hold
+            started = time.monotonic()
+            response = gateway.admin("GET", f"/admin/accounts/{account_id}")
+            admin.append((time.monotonic() - started, response))
+
+        loader = threading.Thread(target=lambda: asyncio.run(_load(gateway, key, stop, outcomes)))
+        loader.start()
+        try:
+            assert _wait_for(lambda: sum(o.status == 200 for o in outcomes) >= 20, 30)
+            with postgres.frozen():
+                frozen = time.monotonic()
+                admin_thread = threading.Thread(target=admin_call)
+                admin_thread.start()
+                time.sleep(STALL_S)
+                thawed = time.monotonic()
+            admin_thread.join()
+            recovered = _wait_for(
+                lambda: any(o.status == 200 and o.started > thawed for o in outcomes), 30
+            )
+            time.sleep(1)  # load goes on after the recovery
+        finally:
+            stop.set()
+            loader.join()
+        assert recovered, "requests did not succeed again after PostgreSQL resumed"
+        assert gateway.process.poll() is None  # the same process, never restarted
+
+        # Every request ends within the bound, whether it began before or during the stall;
+        # each needs the database (its hold), so every one that began and ended while the
+        # database was frozen ended with 503 (one already settled at the freeze may answer).
+        touched = [o for o in outcomes if o.ended > frozen and o.started < thawed]
+        for outcome in touched:
+            assert outcome.ended - max(outcome.started, frozen) < STALL_LIVENESS_S, outcome
+            assert outcome.status in (200, 503), outcome
+        during = [o for o in touched if o.started > frozen and o.ended < thawed]
+        assert len(during) >= 6, f"only {len(during)} requests ended during the stall"
+        for outcome in during:
+            _assert_unavailable(outcome.status, outcome.error)
+        first_answer = min(o.ended for o in outcomes if o.status == 200 and o.started > thawed)
+        after = [o for o in outcomes if o.started > first_answer]
+        assert after and all(o.status == 200 for o in after), [o.status for o in after]
+
+        ((admin_took, admin_response),) = admin
+        _assert_unavailable(admin_response.status_code, admin_response.json().get("error"))
+        assert admin_took < STALL_LIVENESS_S, admin_took
+
+        delivered = {o.request_id: o.cost for o in outcomes if o.status == 200}
+        in_flight = {o.request_id for o in outcomes if o.started <= frozen <= o.ended}
+        books = assert_exact(postgres.url, account_id)
+        for request_id, cost in delivered.items():
+            assert books.charges.get("req:" + request_id) == _nano(cost), request_id
+        for reference in books.charges:  # only an answer in flight at the freeze may be lost
+            assert reference[4:] in delivered or reference[4:] in in_flight, reference
+    finally:
+        code = gateway.stop()
+    assert code == 0, gateway.log()
+    log = gateway.log()
+    assert "Traceback" not in log
+    assert '"level":"error"' not in log
 
 
 def _nano(cost: str | None) -> int:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, Dialect
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tokenyard.errors import ServiceUnavailable
@@ -24,6 +25,9 @@ COMMAND_TIMEOUT_S = 60.0
 """The longest a statement through the engine may run (reports, purges, migrations); a
 stalled server frees the waiting request or job after it. The hot-path money operations
 have their own, shorter bound (postgres_holds.py)."""
+PING_TIMEOUT_S = 2.0
+"""How long the check of a pooled PostgreSQL connection before each use may take: a server
+that stalled while the connection sat in the pool fails the request after it (503)."""
 
 
 def async_url(url: str) -> str:
@@ -51,10 +55,8 @@ class Database:
     def __init__(self, url: str):
         self.url = async_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
-        options: dict[str, Any] = {"pool_pre_ping": not self.is_sqlite}
+        options: dict[str, Any] = {}
         if not self.is_sqlite:
-            # pool_pre_ping: a connection that died with a restarted server is replaced
-            # before use, so the first requests after it returns do not fail on it.
             options.update(
                 pool_size=10,
                 max_overflow=20,
@@ -65,6 +67,7 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         else:
             event.listen(self.engine.sync_engine, "do_connect", _connect)
+            event.listen(self.engine.sync_engine, "checkout", _pinger(self.engine.dialect))
 
     async def upgrade(self) -> None:
         """Apply every migration (Alembic) up to the newest."""
@@ -105,6 +108,26 @@ def _connect(dialect: Dialect, _record: Any, cargs: Any, cparams: Any) -> Any:
     except OSError as exc:
         failure = dialect.loaded_dbapi.OperationalError
         raise failure(f"cannot connect: {type(exc).__name__}") from exc
+
+
+def _pinger(dialect: Dialect) -> Callable[[Any, Any, Any], None]:
+    """SQLAlchemy's ``pool_pre_ping``, with a bound of its own: that ping waits as long as
+    any statement (COMMAND_TIMEOUT_S), so a stalled server held every request for a minute.
+    A connection that died with a restarted server is replaced before use, so the first
+    requests after it returns do not fail on it; one that does not answer within
+    PING_TIMEOUT_S fails the request as the driver's OperationalError (a 503) and is
+    dropped."""
+
+    def ping(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        try:
+            dbapi_connection.run_async(lambda conn: conn.fetchrow(";", timeout=PING_TIMEOUT_S))
+        except TimeoutError as exc:
+            failure = dialect.loaded_dbapi.OperationalError
+            raise failure("the database does not answer") from exc
+        except Exception as exc:  # closed, reset, refused: the connection is gone
+            raise DisconnectionError(f"connection lost: {type(exc).__name__}") from exc
+
+    return ping
 
 
 def _upgrade(connection: Connection) -> None:
