@@ -204,6 +204,19 @@ def test_simulator_block_only_on_simulators() -> None:
     assert problems(text) == ["providers.p.simulator: only for api simulator"]
 
 
+def test_images_block_only_on_gemini() -> None:
+    """Only the Gemini adapter downloads images: elsewhere the block would be ignored."""
+    text = "providers:\n  claude: {api: anthropic, images: {fetch: false}}\n"
+    assert problems(text) == [
+        "providers.claude.images: only for api gemini; provider 'claude' has api anthropic, "
+        "which never downloads images"
+    ]
+    gemini = parse_config("providers:\n  g: {api: gemini, images: {fetch: false}}\n", ENV)
+    assert gemini.providers["g"].images.fetch is False
+    plain = parse_config("providers:\n  c: {api: anthropic}\n", ENV)  # no block: fine
+    assert "images" not in plain.providers["c"].model_fields_set
+
+
 def test_output_limit_cannot_exceed_the_window() -> None:
     text = """
     providers: {s: {api: simulator}}

@@ -53,6 +53,14 @@ def test_operator_commands_end_to_end(
         assert "decimal" in tokenyard(
             config, "credit", account["id"], "lots", "--reference", "y", ok=False
         )
+        assert "ledger can hold" in tokenyard(  # the amount alone
+            config, "credit", account["id"], "1e12", "--reference", "z", ok=False
+        )
+        full = json.loads(tokenyard(config, "accounts", "create", "Full Co"))["id"]
+        tokenyard(config, "credit", full, "9223372036.854775807", "--reference", "most")
+        assert "ledger can hold" in tokenyard(  # the balance it would make
+            config, "credit", full, "1", "--reference", "over", ok=False
+        )
         issued = json.loads(
             tokenyard(
                 config,

@@ -248,3 +248,42 @@ def test_bad_webhooks_are_400_and_change_nothing(setup: Setup, processor: str) -
 
 def test_unknown_processor_webhook_is_404(setup: Setup) -> None:
     assert setup.gateway.http.post("/webhooks/bitpay", content=b"{}").status_code == 404
+
+
+def test_a_webhook_the_ledger_cannot_hold_is_400_and_credits_nothing(setup: Setup) -> None:
+    """A payment that would take a balance past the ledger's 64-bit nano-units is refused
+    like any other event that cannot be credited (was a 500, which processors retry)."""
+    gateway = setup.gateway
+    full = gateway.new_account(credit="9223372036.854775807")  # the most a balance holds
+    empty = gateway.new_account(credit=None)
+    cases = [
+        (full, stripe_event(full, "evt_full_" + full)),  # $10 more than the most
+        (empty, stripe_event(empty, "evt_huge_" + empty, cents=10**12)),  # alone too much
+    ]
+    for account_id, signed in cases:
+        before = balance(gateway, account_id)
+        response = post(gateway, "stripe", signed)
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert (error["type"], error["code"]) == ("invalid_request_error", "webhook_rejected")
+        assert "beyond what the ledger can hold" in error["message"]
+        assert balance(gateway, account_id) == before
+    # Nothing was half-written: an ordinary payment to the same account still credits.
+    later = post(gateway, "stripe", stripe_event(empty, "evt_later_" + empty))
+    assert (later.status_code, later.json()) == (200, {"status": "credited"})
+    assert balance(gateway, empty) == "10.000000"
+
+
+def test_an_event_id_already_credited_to_another_account_is_400(setup: Setup) -> None:
+    """The same processor event naming a second account credits nothing (was a 500)."""
+    gateway = setup.gateway
+    first = gateway.new_account(credit=None)
+    second = gateway.new_account(credit=None)
+    event_id = "evt_twice_" + first
+    credited = post(gateway, "stripe", stripe_event(first, event_id))
+    assert (credited.status_code, credited.json()) == (200, {"status": "credited"})
+    again = post(gateway, "stripe", stripe_event(second, event_id))
+    assert again.status_code == 400, again.text
+    assert again.json()["error"]["code"] == "webhook_rejected"
+    assert balance(gateway, first) == "10.000000"
+    assert balance(gateway, second) == "0.000000"

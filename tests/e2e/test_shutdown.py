@@ -243,4 +243,14 @@ def test_requests_past_the_deadline_end_with_an_error_and_are_charged_for_what_w
     # Charged once, for what was delivered: some output, never the whole answer's.
     assert books.charges == {f"req:{request_id}": row.cost_nano}
     assert row.cost_nano > 0 and 1 <= row.output_tokens <= WORDS // 2
+    # The request log (GET /admin/requests reads these rows) says what each client was
+    # told: the stream's error event, the unstreamed request's 503 — not a client that left.
+    assert (row.status, row.error_type, row.error_code) == (
+        200,
+        "server_error",
+        "service_unavailable",
+    )
+    waited = _logged(database, waiting[0].headers["x-tokenyard-request-id"])
+    assert waited is not None and waited.cost_nano == 0
+    assert (waited.status, waited.error_code) == (503, "service_unavailable")
     assert "shutdown deadline reached" in log

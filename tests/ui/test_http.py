@@ -80,6 +80,15 @@ def test_credit_is_idempotent_per_form(gateway: RunningGateway, dashboard: Dashb
     assert gateway.admin("GET", f"/admin/accounts/{account}").json()["balance"] == "12.500000"
     bad = dashboard.http.post(f"/ui/accounts/{account}/credits", data={**data, "amount": "1e999x"})
     assert bad.status_code == 400
+    full = gateway.new_account("full", credit="9223372036.854775807")  # the most it holds
+    page = dashboard.get(f"/ui/accounts/{full}").text
+    one_more = {"csrf": csrf_of(page), "amount": "1", "reference": "one-more"}
+    too_much = dashboard.http.post(f"/ui/accounts/{full}/credits", data=one_more)
+    assert too_much.status_code == 400
+    assert "beyond what the ledger can hold" in too_much.text
+    assert (
+        gateway.admin("GET", f"/admin/accounts/{full}").json()["balance"] == "9223372036.854775807"
+    )
 
 
 def test_client_session_sees_only_its_account(

@@ -5,18 +5,23 @@ that no password ever reaches the log."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
+from sqlalchemy import func, select
 
 from tests.e2e.conftest import Upstreams, gateway_config
 from tests.e2e.harness import ADMIN_KEY, RunningGateway, start_gateway
 from tests.payments.standins import CoinbaseStandIn, run_in_thread
 from tests.ui.conftest import Dashboard, csrf_of
+from tokenyard.store import Database
+from tokenyard.store.tables import accounts, users
 
 PASSWORD = "correct horse battery"
 CREDIT = "5.000000"
@@ -360,3 +365,49 @@ def test_a_taken_address_does_not_burn_the_invite(invite_portal: RunningGateway)
     assert second.sign_up(_email(), invite=code).status_code == 303
     first.close()
     second.close()
+
+
+def _rows_for(database_url: str, email: str) -> int:
+    """Users and accounts the sign-up of ``email`` left in the database."""
+
+    async def count() -> int:
+        db = Database(database_url)
+        try:
+            async with db.engine.connect() as conn:
+                found = 0
+                for table, column in ((users, users.c.email), (accounts, accounts.c.name)):
+                    query = select(func.count()).select_from(table).where(column == email)
+                    found += int(await conn.scalar(query) or 0)
+                return found
+        finally:
+            await db.close()
+
+    return asyncio.run(count())
+
+
+def test_a_signup_credit_no_account_can_hold_fails_the_signup_cleanly(
+    database_url: str, upstreams: Upstreams, tmp_path: Path
+) -> None:
+    """A starter credit past the ledger's 64-bit nano-units (was a 500): the sign-up is
+    refused with a message saying why, and no user or account is left behind."""
+    config = portal_config(database_url, upstreams, "{signup: open}").replace(
+        "signup_credit: '5'",
+        "signup_credit: '9223372036.854775808'",  # one nano-unit too many
+    )
+    gateway = start_gateway(tmp_path, config)
+    client = Dashboard(gateway.base_url)
+    try:
+        form = client.get("/ui/signup")
+        email = _email()
+        data = {"csrf": csrf_of(form.text), "email": email, "password": PASSWORD}
+        refused = client.http.post("/ui/signup", data=data)
+        assert refused.status_code == 503, refused.text
+        assert "more than an account can hold" in refused.text
+        assert "ty_session=" not in refused.headers.get("set-cookie", "")
+        login = client.get("/ui/login")
+        signin = {"csrf": csrf_of(login.text), "email": email, "password": PASSWORD}
+        assert client.http.post("/ui/login", data=signin).status_code == 401
+        assert _rows_for(database_url, email) == 0
+    finally:
+        client.close()
+        assert gateway.stop() == 0, gateway.log()

@@ -16,7 +16,7 @@ from tokenyard.identity.revocation import MemoryEpoch
 from tokenyard.identity.service import Identity
 from tokenyard.store import Database
 from tokenyard.store.accounts import KeyRow, SqlAccounts
-from tokenyard.store.ledger import DuplicateReference, SqlLedger
+from tokenyard.store.ledger import BalanceOutOfRange, DuplicateReference, SqlLedger
 from tokenyard.store.reports import SqlReports, UsageFilter
 from tokenyard.wire.json import dumps
 
@@ -190,6 +190,9 @@ async def credit(tools: Tools, args: argparse.Namespace) -> int:
         )
     except DuplicateReference:
         print("that reference was used for another account", file=sys.stderr)
+        return 1
+    except BalanceOutOfRange:
+        print("that amount would move the balance beyond what the ledger can hold", file=sys.stderr)
         return 1
     if result is None:
         print(f"no account {args.account}", file=sys.stderr)

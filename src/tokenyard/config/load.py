@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from tokenyard.config.schema import Config
+from tokenyard.config.schema import Config, ProviderConfig
 from tokenyard.errors import ConfigError
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -130,11 +130,7 @@ def cross_reference_problems(config: Config) -> list[str]:
     problems: list[str] = []
     currency = config.billing.currency
     for name, provider in config.providers.items():
-        where = f"providers.{name}"
-        if provider.api in _NEEDS_BASE_URL and not provider.base_url:
-            problems.append(f"{where}.base_url: required for api {provider.api}")
-        if provider.simulator is not None and provider.api != "simulator":
-            problems.append(f"{where}.simulator: only for api simulator")
+        problems.extend(_provider_problems(name, provider))
     for name, model in config.models.items():
         where = f"models.{name}"
         for i, dep in enumerate(model.deployments):
@@ -167,6 +163,22 @@ def cross_reference_problems(config: Config) -> list[str]:
         ):
             problems.append(f"{where}.max_output_tokens: must be <= context_window")
     return problems + _classifier_problems(config)
+
+
+def _provider_problems(name: str, provider: ProviderConfig) -> list[str]:
+    """Settings that only one API family reads are refused on the others, not ignored."""
+    problems: list[str] = []
+    where = f"providers.{name}"
+    if provider.api in _NEEDS_BASE_URL and not provider.base_url:
+        problems.append(f"{where}.base_url: required for api {provider.api}")
+    if provider.simulator is not None and provider.api != "simulator":
+        problems.append(f"{where}.simulator: only for api simulator")
+    if "images" in provider.model_fields_set and provider.api != "gemini":
+        problems.append(
+            f"{where}.images: only for api gemini; provider {name!r} has api "
+            f"{provider.api}, which never downloads images"
+        )
+    return problems
 
 
 def _classifier_problems(config: Config) -> list[str]:

@@ -60,7 +60,7 @@ class ProviderConfig(Strict):
     headers: dict[str, str] = Field(default_factory=dict)
     keys: list[KeyConfig] = Field(default_factory=list)
     simulator: SimulatorConfig | None = None
-    images: ImagesConfig = Field(default_factory=ImagesConfig)  # read by api: gemini
+    images: ImagesConfig = Field(default_factory=ImagesConfig)  # only api: gemini (load.py)
 
 
 class PriceConfig(Strict):

@@ -27,8 +27,10 @@ from tokenyard.errors import (
     NotFound,
     PermissionDenied,
     RateLimited,
+    ServiceUnavailable,
 )
 from tokenyard.identity.service import Identity
+from tokenyard.store.ledger import MAX_NANO
 from tokenyard.store.limits import WINDOW_S, KeyLimiter
 from tokenyard.store.portal import EmailTaken, InviteRefused, SqlPortal, UserRow
 
@@ -105,6 +107,11 @@ class Portal:
         guessed fast."""
         if self.signup == "off":
             raise NotFound("sign-up is off on this gateway")
+        if self.signup_credit_nano > MAX_NANO:  # no account could hold it: refuse, write nothing
+            raise ServiceUnavailable(
+                "sign-up is unavailable: the starter credit (billing.signup_credit) is more "
+                "than an account can hold; ask the operator"
+            )
         email = check_email(email)
         check_password(password)
         invite = (invite or "").strip() or None

@@ -75,11 +75,12 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = await _answer(request, handler, request_id)
         record.finish(response.status)
         return response
-    except BaseException:  # cancelled: the client hung up
+    except BaseException:  # cancelled: the client hung up, or the shutdown ended the stream
         if record.ttft_ms is None:
             record.finish(499)  # before an answer (nginx's number for it)
         else:  # during a stream: its 200 went out, the rest did not
-            record.fail("client_disconnected", None)
+            if record.error_type is None:  # an error the stream was ended with stands
+                record.fail("client_disconnected", None)
             record.finish(200)
         raise
     finally:

@@ -14,6 +14,7 @@ from tokenyard.payments import PaymentEvent, WebhookRejected
 from tokenyard.server.generation import CURRENT
 from tokenyard.server.http import bearer, json_response, read_body, read_json
 from tokenyard.server.state import IDENTITY, LEDGER, PROCESSORS
+from tokenyard.store.ledger import BalanceOutOfRange, DuplicateReference
 from tokenyard.wire.json import JSONObject
 
 log = logging.getLogger(__name__)
@@ -86,12 +87,25 @@ async def webhook(request: web.Request) -> web.Response:
     if event is None:
         return json_response({"status": "ignored"})
     amount = _in_billing_currency(request.app, event)
-    result = await request.app[LEDGER].credit(
-        event.account_id,
-        amount,
-        f"{event.processor}:{event.event_id}",
-        note=f"top-up through {event.processor}",
+    # A credit the ledger cannot hold is refused like any other event that cannot be
+    # credited: a 400 the processor shows its operator, nothing written.
+    too_much = WebhookRejected(
+        f"this payment would move account {event.account_id!r}'s balance beyond what "
+        "the ledger can hold"
     )
+    try:
+        result = await request.app[LEDGER].credit(
+            event.account_id,
+            amount,
+            f"{event.processor}:{event.event_id}",
+            note=f"top-up through {event.processor}",
+        )
+    except BalanceOutOfRange:
+        raise too_much from None
+    except DuplicateReference:  # the event id was credited to another account before
+        raise WebhookRejected(
+            f"event {event.event_id!r} was already credited to another account"
+        ) from None
     if result is None:
         raise WebhookRejected(f"no account {event.account_id!r}")
     _, applied = result

@@ -6,7 +6,8 @@ sockets are closed, :meth:`Drain.drain` lets them finish for up to
 closes its upstream and settles what was produced on its way out (gateway/relay.py, the
 ``finally`` paths); the middleware then ends a stream that had begun with an error event —
 an OpenAI ``data:`` error and ``[DONE]``, or an Anthropic ``error`` event on /v1/messages —
-and answers a request that had not begun with 503. aiohttp's own shutdown timeout cancels
+and answers a request that had not begun with 503; either way the request log records
+``service_unavailable``, what the client was told. aiohttp's own shutdown timeout cancels
 too, but closes the connection first: the client would see a cut, not an error.
 """
 
@@ -20,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from tokenyard.errors import ServiceUnavailable
+from tokenyard.server.middleware import note_error
 from tokenyard.wire.anthropic.response import anthropic_error
 from tokenyard.wire.anthropic.stream import event
 from tokenyard.wire.json import dumps
@@ -55,6 +57,7 @@ class Drain:
             if not request.writer.output_size:  # nothing sent yet: an ordinary 503
                 task.uncancel()
                 raise stopping from None
+            note_error(stopping)  # the request log says what the client was told
             await _end_stream(request, stopping)
             raise
         finally:

@@ -40,7 +40,10 @@ async def credit_in(
 ) -> bool:
     """Within the caller's transaction: the ledger row (unique ``reference``; a duplicate
     raises IntegrityError) and the balance it moves. False when there is no such account
-    (the caller must roll back)."""
+    (the caller must roll back). BalanceOutOfRange when the amount, or the balance it
+    makes, does not fit the ledger's 64-bit columns."""
+    if not -MAX_NANO <= amount_nano <= MAX_NANO:
+        raise BalanceOutOfRange(f"the amount is beyond {MAX_NANO} nano-units")
     now = datetime.now(UTC)
     await conn.execute(
         insert(ledger).values(

@@ -16,7 +16,7 @@ from tokenyard.server.state import IDENTITY, LEDGER, PROCESSORS
 from tokenyard.server.ui.render import UI, page, render, see_other
 from tokenyard.server.ui.session import Session
 from tokenyard.store.accounts import AccountRow
-from tokenyard.store.ledger import DuplicateReference
+from tokenyard.store.ledger import BalanceOutOfRange, DuplicateReference
 
 
 async def account_of(request: web.Request, session: Session) -> AccountRow:
@@ -96,6 +96,10 @@ async def credit(request: web.Request, session: Session) -> web.Response:
         )
     except DuplicateReference:
         raise InvalidRequest("this form was already used for another account") from None
+    except BalanceOutOfRange:
+        raise InvalidRequest(
+            "this amount would move the balance beyond what the ledger can hold", param="amount"
+        ) from None
     if result is None:
         raise NotFound("no such account")
     fresh = await request.app[IDENTITY].store.get_account(row.id) or row
