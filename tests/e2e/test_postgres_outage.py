@@ -125,11 +125,7 @@ def test_postgres_restart_under_load(
         during = [o for o in outcomes if down < o.started and o.ended < up]
         assert len(during) >= 10, f"only {len(during)} requests ran during the outage"
         for outcome in during:
-            assert outcome.status == 503, outcome
-            assert outcome.error is not None
-            assert set(outcome.error) == {"message", "type", "param", "code"}
-            assert outcome.error["type"] == "server_error"
-            assert outcome.error["code"] == "service_unavailable"
+            _assert_unavailable(outcome.status, outcome.error)
             assert outcome.ended - outcome.started < LIVENESS_S, outcome  # failed fast
         assert all(o.status in (200, 503) for o in outcomes), {o.status for o in outcomes}
         first_answer = min(o.ended for o in outcomes if o.status == 200 and o.started > back)
@@ -137,15 +133,10 @@ def test_postgres_restart_under_load(
         after = [o for o in outcomes if o.started > first_answer]
         assert after and all(o.status == 200 for o in after), timeline  # recovered for good
 
-        delivered = {o.request_id: o.cost for o in outcomes if o.status == 200}
         # A charge whose answer was lost is allowed only while the server went away (SPEC
         # §6: only requests in flight at the moment of a crash).
         in_flight = {o.request_id for o in outcomes if o.started <= down and o.ended >= cut}
-        books = assert_exact(postgres.url, account_id)
-        for request_id, cost in delivered.items():
-            assert books.charges.get("req:" + request_id) == _nano(cost), request_id
-        for reference in books.charges:  # only an answer in flight at the cut may be lost
-            assert reference[4:] in delivered or reference[4:] in in_flight, reference
+        _assert_charged_once(postgres.url, account_id, outcomes, in_flight)
     finally:
         code = gateway.stop()
     assert code == 0, gateway.log()
@@ -224,19 +215,27 @@ def test_postgres_stalled_under_load(
         _assert_unavailable(admin_response.status_code, admin_response.json().get("error"))
         assert admin_took < STALL_LIVENESS_S, admin_took
 
-        delivered = {o.request_id: o.cost for o in outcomes if o.status == 200}
         in_flight = {o.request_id for o in outcomes if o.started <= frozen <= o.ended}
-        books = assert_exact(postgres.url, account_id)
-        for request_id, cost in delivered.items():
-            assert books.charges.get("req:" + request_id) == _nano(cost), request_id
-        for reference in books.charges:  # only an answer in flight at the freeze may be lost
-            assert reference[4:] in delivered or reference[4:] in in_flight, reference
+        _assert_charged_once(postgres.url, account_id, outcomes, in_flight)
     finally:
         code = gateway.stop()
     assert code == 0, gateway.log()
     log = gateway.log()
     assert "Traceback" not in log
     assert '"level":"error"' not in log
+
+
+def _assert_charged_once(
+    url: str, account_id: str, outcomes: list[Outcome], in_flight: set[str]
+) -> None:
+    """The books are exact; every delivered answer is charged the cost it reported, and a
+    charge without a delivered answer belongs to a request in flight at the fault."""
+    delivered = {o.request_id: o.cost for o in outcomes if o.status == 200}
+    books = assert_exact(url, account_id)
+    for request_id, cost in delivered.items():
+        assert books.charges.get("req:" + request_id) == _nano(cost), request_id
+    for reference in books.charges:
+        assert reference[4:] in delivered or reference[4:] in in_flight, reference
 
 
 def _nano(cost: str | None) -> int:

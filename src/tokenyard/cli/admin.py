@@ -191,8 +191,8 @@ async def credit(tools: Tools, args: argparse.Namespace) -> int:
     except DuplicateReference:
         print("that reference was used for another account", file=sys.stderr)
         return 1
-    except BalanceOutOfRange:
-        print("that amount would move the balance beyond what the ledger can hold", file=sys.stderr)
+    except BalanceOutOfRange as exc:
+        print(exc, file=sys.stderr)
         return 1
     if result is None:
         print(f"no account {args.account}", file=sys.stderr)

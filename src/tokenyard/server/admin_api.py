@@ -200,10 +200,8 @@ async def credit_account(request: web.Request) -> web.Response:
         raise InvalidRequest(
             "this reference was used for another account", param="reference"
         ) from None
-    except BalanceOutOfRange:
-        raise InvalidRequest(
-            "this amount would move the balance beyond what the ledger can hold", param="amount"
-        ) from None
+    except BalanceOutOfRange as exc:
+        raise InvalidRequest(str(exc), param="amount") from None
     if result is None:
         raise NotFound("no such account")
     balance, applied = result

@@ -43,7 +43,7 @@ async def credit_in(
     (the caller must roll back). BalanceOutOfRange when the amount, or the balance it
     makes, does not fit the ledger's 64-bit columns."""
     if not -MAX_NANO <= amount_nano <= MAX_NANO:
-        raise BalanceOutOfRange(f"the amount is beyond {MAX_NANO} nano-units")
+        raise BalanceOutOfRange("this amount is beyond what the ledger can hold")
     now = datetime.now(UTC)
     await conn.execute(
         insert(ledger).values(
@@ -70,7 +70,9 @@ async def credit_in(
     if not changed.rowcount and await conn.scalar(
         select(accounts.c.id).where(accounts.c.id == account_id)
     ):
-        raise BalanceOutOfRange(f"the balance would pass {MAX_NANO} nano-units")
+        raise BalanceOutOfRange(
+            "this amount would move the balance beyond what the ledger can hold"
+        )
     return bool(changed.rowcount)
 
 
@@ -202,4 +204,5 @@ class DuplicateReference(Exception):
 
 
 class BalanceOutOfRange(Exception):
-    """A credit or adjustment would move a balance beyond what the ledger can hold."""
+    """A credit or adjustment would move a balance beyond what the ledger can hold (64-bit
+    nano-units). Its message is written for the person who asked for the credit."""

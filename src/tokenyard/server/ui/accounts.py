@@ -96,10 +96,8 @@ async def credit(request: web.Request, session: Session) -> web.Response:
         )
     except DuplicateReference:
         raise InvalidRequest("this form was already used for another account") from None
-    except BalanceOutOfRange:
-        raise InvalidRequest(
-            "this amount would move the balance beyond what the ledger can hold", param="amount"
-        ) from None
+    except BalanceOutOfRange as exc:
+        raise InvalidRequest(str(exc), param="amount") from None
     if result is None:
         raise NotFound("no such account")
     fresh = await request.app[IDENTITY].store.get_account(row.id) or row
