@@ -1,18 +1,5 @@
 """Fixtures shared by the provider tests."""
 
-from __future__ import annotations
+from tests.roundtrip.fixtures import bench
 
-from collections.abc import Iterator
-
-import pytest
-
-from tests.roundtrip.upstream import Bench
-
-
-@pytest.fixture(scope="module")
-def bench() -> Iterator[Bench]:
-    """A scripted upstream for one test module (the translator round-trips)."""
-    bench = Bench()
-    bench.start()
-    yield bench
-    bench.stop()
+__all__ = ["bench"]

@@ -21,11 +21,11 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from tests.roundtrip.canonical import Call as CanonicalCall
-from tests.roundtrip.canonical import Reading, cuts, from_chunks, from_completion
+from tests.roundtrip.canonical import Reading, cuts, from_chunks, from_completion, reading_of
 from tests.roundtrip.strategies import (
     CUT_POINTS,
     DUMPERS,
+    HI,
     LONG_TEXT,
     ROUNDTRIP,
     TEXTS,
@@ -34,10 +34,11 @@ from tests.roundtrip.strategies import (
     Counts,
     ToolCall,
     conversations,
+    short_answer,
     text_parts,
     tool_calls,
 )
-from tests.roundtrip.upstream import Bench, Reply
+from tests.roundtrip.upstream import TIMEOUTS, Bench, Reply
 from tests.upstreams.anthropic_wire import check_request
 from tokenyard.errors import UpstreamRejected
 from tokenyard.providers.anthropic import AnthropicProvider
@@ -54,7 +55,6 @@ FINISHES = {  # providers.md §14.1
     "tool_use": "tool_calls",
     "refusal": "content_filter",
 }
-HI = {"model": "public", "messages": [{"role": "user", "content": "hi"}]}
 
 
 def provider(bench: Bench) -> AnthropicProvider:
@@ -62,10 +62,7 @@ def provider(bench: Bench) -> AnthropicProvider:
         name="claude",
         base_url=bench.url,
         session=bench.session,
-        timeout_s=10,
-        connect_timeout_s=5,
-        first_byte_timeout_s=10,
-        idle_timeout_s=10,
+        **TIMEOUTS,
         clock=lambda: 1_760_000_000.0,
     )
 
@@ -185,7 +182,7 @@ def answers(draw: st.DrawFn) -> Answer:
     return Answer(draw(TEXTS), draw(TEXTS), calls, draw(st.sampled_from(sorted(FINISHES))), usage)
 
 
-_ANSWER = Answer("ok", "", [], "end_turn", Counts(1, 1))
+_ANSWER = short_answer("end_turn")
 
 
 def anthropic_usage(answer: Answer, creation: int) -> dict[str, Any]:
@@ -201,13 +198,8 @@ def anthropic_usage(answer: Answer, creation: int) -> dict[str, Any]:
 
 def expected(answer: Answer, creation: int) -> tuple[Reading, Usage]:
     u = answer.usage
-    reading = Reading(
-        answer.text,
-        answer.reasoning,
-        tuple(CanonicalCall(c.id, c.name, c.arguments) for c in answer.calls),
-        FINISHES[answer.finish],
-    )
-    return reading, Usage(u.prompt + creation + u.cached, u.completion, u.cached, u.reasoning)
+    usage = Usage(u.prompt + creation + u.cached, u.completion, u.cached, u.reasoning)
+    return reading_of(answer, FINISHES[answer.finish]), usage
 
 
 def message_body(answer: Answer, signature: str, creation: int = 0) -> dict[str, Any]:
@@ -391,15 +383,7 @@ def test_stream_in_any_cut_reassembles_to_the_answer(
     bench.upstream.answer(Reply(pieces, content_type="text/event-stream"))
     adapter = provider(bench)
 
-    async def run() -> tuple[list[bytes], Usage | None]:
-        opened = await adapter.open_stream(Call(HI, "claude-up", KEY))
-        try:
-            payloads = [chunk async for chunk in opened]
-        finally:
-            await opened.aclose()
-        return payloads, opened.usage
-
-    payloads, usage = bench.call(run)
+    payloads, usage = bench.stream(adapter, Call(HI, "claude-up", KEY))
     reading, expected_usage = expected(answer, creation)
     assert from_chunks(payloads) == reading
     assert usage == expected_usage

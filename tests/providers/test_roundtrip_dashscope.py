@@ -23,23 +23,29 @@ from typing import Any
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from tests.roundtrip.canonical import Call as CanonicalCall
-from tests.roundtrip.canonical import Reading, cuts, from_chunks, from_completion
+from tests.roundtrip.canonical import (
+    Reading,
+    cuts,
+    from_chunks,
+    from_completion,
+    reading_of,
+    usage_of,
+)
 from tests.roundtrip.strategies import (
     CUT_POINTS,
     DUMPERS,
+    HI,
     LONG_TEXT,
     ROUNDTRIP,
-    TEXTS,
     Answer,
     Conversation,
     Counts,
+    answers,
     conversations,
-    counts,
+    short_answer,
     text_parts,
-    tool_calls,
 )
-from tests.roundtrip.upstream import Bench, Reply
+from tests.roundtrip.upstream import TIMEOUTS, Bench, Reply
 from tokenyard.providers.base import Call
 from tokenyard.providers.dashscope.provider import DashScopeProvider
 from tokenyard.providers.dashscope.request import TEXT_PATH
@@ -48,7 +54,6 @@ from tokenyard.wire.usage import Usage
 KEY = "sk-dashscope-roundtrip"
 MODEL = "qwen-plus"
 FINISHES = ("stop", "length", "tool_calls")
-HI = {"model": "public", "messages": [{"role": "user", "content": "hi"}]}
 
 
 def provider(bench: Bench) -> DashScopeProvider:
@@ -56,10 +61,7 @@ def provider(bench: Bench) -> DashScopeProvider:
         name="qwen",
         base_url=bench.url,
         session=bench.session,
-        timeout_s=10,
-        connect_timeout_s=5,
-        first_byte_timeout_s=10,
-        idle_timeout_s=10,
+        **TIMEOUTS,
         clock=lambda: 1_760_000_000.0,
     )
 
@@ -87,17 +89,7 @@ def test_request_carries_messages_and_tools(
     call = Call(body=conversation.body(), upstream_model=MODEL, api_key=KEY)
     adapter = provider(bench)
 
-    async def run() -> None:
-        if stream:
-            opened = await adapter.open_stream(call)
-            try:
-                _ = [c async for c in opened]
-            finally:
-                await opened.aclose()
-        else:
-            await adapter.chat(call)
-
-    bench.call(run)
+    bench.send(adapter, call, stream=stream)
     recorded = bench.upstream.last
     assert recorded.path == TEXT_PATH
     wire = recorded.body
@@ -112,18 +104,7 @@ def test_request_carries_messages_and_tools(
 # -- answer -------------------------------------------------------------------------------
 
 
-@st.composite
-def answers(draw: st.DrawFn) -> Answer:
-    return Answer(
-        draw(TEXTS),
-        draw(TEXTS),
-        draw(tool_calls()),
-        draw(st.sampled_from(FINISHES)),
-        draw(counts()),
-    )
-
-
-_OK = Answer("ok", "", [], "stop", Counts(1, 1))
+_OK = short_answer("stop")
 
 
 def usage_object(answer: Answer) -> dict[str, Any]:
@@ -161,19 +142,12 @@ def response_body(answer: Answer, dump: Any, items: bool = False) -> dict[str, A
 
 
 def expected(answer: Answer) -> tuple[Reading, Usage]:
-    u = answer.usage
     finish = "tool_calls" if answer.finish == "stop" and answer.calls else answer.finish
-    reading = Reading(
-        answer.text,
-        answer.reasoning,
-        tuple(CanonicalCall(c.id, c.name, c.arguments) for c in answer.calls),
-        finish,
-    )
-    return reading, Usage(u.prompt, u.completion, u.cached, u.reasoning)
+    return reading_of(answer, finish), usage_of(answer.usage)
 
 
 @ROUNDTRIP
-@given(answers(), st.sampled_from(DUMPERS), st.booleans())
+@given(answers(FINISHES), st.sampled_from(DUMPERS), st.booleans())
 def test_answer_keeps_text_reasoning_calls_and_usage(
     bench: Bench, answer: Answer, dump: Any, items: bool
 ) -> None:
@@ -233,7 +207,7 @@ def sse(docs: list[Any]) -> list[bytes]:
 
 @st.composite
 def stream_cases(draw: st.DrawFn) -> tuple[Answer, list[bytes]]:
-    answer = draw(answers())
+    answer = draw(answers(FINISHES))
     raw = b"".join(sse(events(answer, draw(CUT_POINTS), draw(CUT_POINTS))))
     return answer, cuts(raw, draw(CUT_POINTS))
 
@@ -251,15 +225,7 @@ def test_stream_in_any_cut_reassembles_to_the_answer(
     adapter = provider(bench)
     bench.upstream.answer(Reply(pieces, content_type="text/event-stream"))
 
-    async def run() -> tuple[list[bytes], Usage | None]:
-        opened = await adapter.open_stream(Call(HI, MODEL, KEY))
-        try:
-            payloads = [c async for c in opened]
-        finally:
-            await opened.aclose()
-        return payloads, opened.usage
-
-    payloads, usage = bench.call(run)
+    payloads, usage = bench.stream(adapter, Call(HI, MODEL, KEY))
     bench.upstream.answer(Reply([json.dumps(response_body(answer, DUMPERS[0])).encode()]))
     whole = bench.call(lambda: adapter.chat(Call(HI, MODEL, KEY)))
     bench.upstream.answer(Reply(pieces, content_type="text/event-stream"))

@@ -25,9 +25,10 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tests.roundtrip.canonical import Call as CanonicalCall
-from tests.roundtrip.canonical import Reading, cuts, from_chunks, from_completion
+from tests.roundtrip.canonical import Reading, cuts, from_chunks, from_completion, reading_of
 from tests.roundtrip.strategies import (
     CUT_POINTS,
+    HI,
     LONG_TEXT,
     ROUNDTRIP,
     TEXTS,
@@ -36,10 +37,11 @@ from tests.roundtrip.strategies import (
     Counts,
     ToolCall,
     conversations,
+    short_answer,
     text_parts,
     tool_calls,
 )
-from tests.roundtrip.upstream import Bench, Reply
+from tests.roundtrip.upstream import TIMEOUTS, Bench, Reply
 from tests.upstreams.gemini_wire import request_problem
 from tokenyard.errors import UpstreamRejected
 from tokenyard.providers.base import Call
@@ -61,7 +63,6 @@ FILTERED = (
     "IMAGE_RECITATION",
 )
 FINISHES = ("STOP", "MAX_TOKENS", *FILTERED, "MALFORMED_FUNCTION_CALL", "OTHER")
-HI = {"model": "public", "messages": [{"role": "user", "content": "hi"}]}
 MADE_UP = re.compile(r"call_[0-9a-f]{24}")
 
 
@@ -70,10 +71,7 @@ def provider(bench: Bench) -> GeminiProvider:
         name="gemini",
         base_url=bench.url,
         session=bench.session,
-        timeout_s=10,
-        connect_timeout_s=5,
-        first_byte_timeout_s=10,
-        idle_timeout_s=10,
+        **TIMEOUTS,
         clock=lambda: 1_760_000_000.0,
     )
 
@@ -214,7 +212,7 @@ def answers(draw: st.DrawFn) -> tuple[Answer, int]:
     )
 
 
-_OK = Answer("ok", "", [], "STOP", Counts(1, 1))
+_OK = short_answer("STOP")
 
 
 def usage_metadata(answer: Answer, tool_prompt: int) -> dict[str, Any]:
@@ -259,12 +257,7 @@ def response_body(answer: Answer, response_id: str, tool_prompt: int = 0) -> dic
 
 def expected(answer: Answer, tool_prompt: int) -> tuple[Reading, Usage]:
     u = answer.usage
-    reading = Reading(
-        answer.text,
-        answer.reasoning,
-        tuple(CanonicalCall(c.id, c.name, c.arguments) for c in answer.calls),
-        finish_reason(answer.finish, bool(answer.calls)),
-    )
+    reading = reading_of(answer, finish_reason(answer.finish, bool(answer.calls)))
     return reading, Usage(u.prompt + tool_prompt, u.completion + u.reasoning, u.cached, u.reasoning)
 
 
@@ -358,15 +351,7 @@ def test_stream_in_any_cut_reassembles_to_the_answer(
     adapter = provider(bench)
     bench.upstream.answer(Reply(pieces, content_type="text/event-stream"))
 
-    async def run() -> tuple[list[bytes], Usage | None]:
-        opened = await adapter.open_stream(Call(HI, MODEL, KEY))
-        try:
-            payloads = [chunk async for chunk in opened]
-        finally:
-            await opened.aclose()
-        return payloads, opened.usage
-
-    payloads, usage = bench.call(run)
+    payloads, usage = bench.stream(adapter, Call(HI, MODEL, KEY))
     assert bench.upstream.last.query == {"alt": "sse"}
     bench.upstream.answer(Reply([json.dumps(response_body(answer, "rs1", tool_prompt)).encode()]))
     whole = bench.call(lambda: adapter.chat(Call(HI, MODEL, KEY)))

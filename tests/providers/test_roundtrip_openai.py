@@ -17,23 +17,29 @@ from typing import Any
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from tests.roundtrip.canonical import Call as CanonicalCall
-from tests.roundtrip.canonical import Reading, cuts, from_chunks, from_completion
+from tests.roundtrip.canonical import (
+    Reading,
+    cuts,
+    from_chunks,
+    from_completion,
+    reading_of,
+    usage_of,
+)
 from tests.roundtrip.strategies import (
     CUT_POINTS,
     DUMPERS,
+    HI,
     LONG_TEXT,
     ROUNDTRIP,
-    TEXTS,
     Answer,
     Conversation,
     Counts,
     ToolCall,
+    answers,
     conversations,
-    counts,
-    tool_calls,
+    short_answer,
 )
-from tests.roundtrip.upstream import Bench, Reply
+from tests.roundtrip.upstream import TIMEOUTS, Bench, Reply
 from tokenyard.providers.base import Call
 from tokenyard.providers.openai import OpenAIProvider
 from tokenyard.providers.vendors import VENDORS, VendorSpec
@@ -41,7 +47,6 @@ from tokenyard.wire.usage import Usage
 
 KEY = "sk-roundtrip"
 FINISHES = ("stop", "length", "tool_calls", "content_filter")
-HI = {"model": "public", "messages": [{"role": "user", "content": "hi"}]}
 
 
 def provider(bench: Bench, vendor: VendorSpec) -> OpenAIProvider:
@@ -50,25 +55,11 @@ def provider(bench: Bench, vendor: VendorSpec) -> OpenAIProvider:
         base_url=bench.url + "/v1",
         vendor=vendor,
         session=bench.session,
-        timeout_s=10,
-        connect_timeout_s=5,
-        first_byte_timeout_s=10,
-        idle_timeout_s=10,
+        **TIMEOUTS,
     )
 
 
 VENDOR_SPECS = st.sampled_from(sorted(VENDORS.values(), key=lambda v: v.name))
-
-
-@st.composite
-def answers(draw: st.DrawFn) -> Answer:
-    return Answer(
-        draw(TEXTS),
-        draw(TEXTS),
-        draw(tool_calls()),
-        draw(st.sampled_from(FINISHES)),
-        draw(counts()),
-    )
 
 
 def usage_object(answer: Answer, vendor: VendorSpec) -> dict[str, Any]:
@@ -80,14 +71,7 @@ def usage_object(answer: Answer, vendor: VendorSpec) -> dict[str, Any]:
 
 
 def expected(answer: Answer) -> tuple[Reading, Usage]:
-    reading = Reading(
-        answer.text,
-        answer.reasoning,
-        tuple(CanonicalCall(c.id, c.name, c.arguments) for c in answer.calls),
-        answer.finish,
-    )
-    u = answer.usage
-    return reading, Usage(u.prompt, u.completion, u.cached, u.reasoning)
+    return reading_of(answer, answer.finish), usage_of(answer.usage)
 
 
 # -- request ------------------------------------------------------------------------------
@@ -112,7 +96,7 @@ def expected_request(conversation: Conversation, vendor: VendorSpec, stream: boo
 def test_request_reaches_the_upstream_as_written(
     bench: Bench, conversation: Conversation, vendor: VendorSpec, stream: bool
 ) -> None:
-    wire = completion_body(Answer("ok", "", [], "stop", Counts(1, 1)), vendor, DUMPERS[0])
+    wire = completion_body(short_answer("stop"), vendor, DUMPERS[0])
     if stream:
         chunks = [wire_chunk({}, "stop")]
         bench.upstream.answer(Reply([sse(chunks, "data: ", "\n", compact=True)]))
@@ -121,17 +105,7 @@ def test_request_reaches_the_upstream_as_written(
     call = Call(body=conversation.body(), upstream_model="up-model", api_key=KEY)
     adapter = provider(bench, vendor)
 
-    async def run() -> None:
-        if stream:
-            opened = await adapter.open_stream(call)
-            try:
-                _ = [chunk async for chunk in opened]
-            finally:
-                await opened.aclose()
-        else:
-            await adapter.chat(call)
-
-    bench.call(run)
+    bench.send(adapter, call, stream=stream)
     recorded = bench.upstream.last
     assert recorded.path == "/v1/chat/completions"
     assert recorded.headers["authorization"] == f"Bearer {KEY}"
@@ -170,7 +144,7 @@ def completion_body(answer: Answer, vendor: VendorSpec, dump: Any) -> dict[str, 
 
 
 @ROUNDTRIP
-@given(answers(), VENDOR_SPECS, st.sampled_from(DUMPERS))
+@given(answers(FINISHES), VENDOR_SPECS, st.sampled_from(DUMPERS))
 def test_answer_keeps_text_reasoning_tool_calls_and_usage(
     bench: Bench, answer: Answer, vendor: VendorSpec, dump: Any
 ) -> None:
@@ -249,7 +223,7 @@ Case = tuple[Answer, VendorSpec, list[bytes]]
 def stream_cases(draw: st.DrawFn) -> Case:
     """(answer, vendor, the stream's bytes cut at drawn points), framed with or without the
     space after ``data:``, LF or CR LF, compact or spaced JSON."""
-    answer, vendor = draw(answers()), draw(VENDOR_SPECS)
+    answer, vendor = draw(answers(FINISHES)), draw(VENDOR_SPECS)
     raw = sse(
         draw(streamed(answer, vendor)),
         draw(st.sampled_from(["data: ", "data:"])),
@@ -294,15 +268,7 @@ def test_stream_in_any_cut_reassembles_to_the_answer(bench: Bench, case: Case) -
     bench.upstream.answer(Reply(pieces, content_type="text/event-stream"))
     adapter = provider(bench, vendor)
 
-    async def run() -> tuple[list[bytes], Usage | None]:
-        opened = await adapter.open_stream(Call(HI, "up-model", KEY))
-        try:
-            payloads = [chunk async for chunk in opened]
-        finally:
-            await opened.aclose()
-        return payloads, opened.usage
-
-    payloads, usage = bench.call(run)
+    payloads, usage = bench.stream(adapter, Call(HI, "up-model", KEY))
     reading, expected_usage = expected(answer)
     assert from_chunks(payloads) == reading
     assert usage == expected_usage

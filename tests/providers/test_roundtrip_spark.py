@@ -30,6 +30,7 @@ from tests.roundtrip.canonical import Reading, cuts, from_chunks, from_completio
 from tests.roundtrip.strategies import (
     CUT_POINTS,
     DUMPERS,
+    HI,
     LONG_TEXT,
     ROUNDTRIP,
     TEXTS,
@@ -38,10 +39,11 @@ from tests.roundtrip.strategies import (
     Counts,
     conversations,
     counts,
+    short_answer,
     text_parts,
     tool_calls,
 )
-from tests.roundtrip.upstream import Bench, Reply
+from tests.roundtrip.upstream import TIMEOUTS, Bench, Reply
 from tests.upstreams.spark_wire import _problem as ws_problem
 from tokenyard.errors import UpstreamRejected
 from tokenyard.providers.base import Call
@@ -51,7 +53,6 @@ from tokenyard.wire.usage import Usage
 
 PASSWORD = "spark-api-password"
 WS_KEY = "app1:key1:secret1"
-HI = {"model": "public", "messages": [{"role": "user", "content": "hi"}]}
 MADE_UP = re.compile(r"call_[0-9a-f]{24}")
 SPARK_MODELS = st.sampled_from(["lite", "generalv3.5", "x1"])
 
@@ -62,10 +63,7 @@ def provider(bench: Bench) -> SparkProvider:
         base_url=bench.url + "/v1",
         ws_base_url=bench.url.replace("http://", "ws://"),
         session=bench.session,
-        timeout_s=10,
-        connect_timeout_s=5,
-        first_byte_timeout_s=10,
-        idle_timeout_s=10,
+        **TIMEOUTS,
         clock=lambda: 1_760_000_000.0,
     )
 
@@ -73,18 +71,10 @@ def provider(bench: Bench) -> SparkProvider:
 def run_call(bench: Bench, call: Call, stream: bool) -> tuple[Any, Usage | None]:
     adapter = provider(bench)
 
-    async def run() -> tuple[Any, Usage | None]:
-        if not stream:
-            result = await adapter.chat(call)
-            return result.body, result.usage
-        opened = await adapter.open_stream(call)
-        try:
-            payloads = [c async for c in opened]
-        finally:
-            await opened.aclose()
-        return payloads, opened.usage
-
-    return bench.call(run)
+    if stream:
+        return bench.stream(adapter, call)
+    result = bench.call(lambda: adapter.chat(call))
+    return result.body, result.usage
 
 
 # -- request, HTTP ------------------------------------------------------------------------
@@ -214,7 +204,7 @@ def answers(draw: st.DrawFn) -> Answer:
     return Answer(draw(TEXTS), draw(TEXTS), calls, "", draw(counts(cached=False, reasoning=False)))
 
 
-_OK = Answer("ok", "", [], "", Counts(1, 1))
+_OK = short_answer("")
 
 
 def expected(answer: Answer) -> tuple[Reading, Usage]:

@@ -21,23 +21,29 @@ from typing import Any
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from tests.roundtrip.canonical import Call as CanonicalCall
-from tests.roundtrip.canonical import Reading, cuts, from_chunks, from_completion
+from tests.roundtrip.canonical import (
+    Reading,
+    cuts,
+    from_chunks,
+    from_completion,
+    reading_of,
+    usage_of,
+)
 from tests.roundtrip.strategies import (
     CUT_POINTS,
     DUMPERS,
+    HI,
     LONG_TEXT,
     ROUNDTRIP,
-    TEXTS,
     Answer,
     Conversation,
     Counts,
+    answers,
     conversations,
-    counts,
+    short_answer,
     text_parts,
-    tool_calls,
 )
-from tests.roundtrip.upstream import Bench, Reply
+from tests.roundtrip.upstream import TIMEOUTS, Bench, Reply
 from tokenyard.providers.base import Call
 from tokenyard.providers.zhipu.provider import ZhipuProvider
 from tokenyard.wire.usage import Usage
@@ -50,7 +56,6 @@ FINISHES = {  # providers.md §14.1
     "sensitive": "content_filter",
     "model_context_window_exceeded": "length",
 }
-HI = {"model": "public", "messages": [{"role": "user", "content": "hi"}]}
 
 
 def provider(bench: Bench) -> ZhipuProvider:
@@ -58,10 +63,7 @@ def provider(bench: Bench) -> ZhipuProvider:
         name="glm",
         base_url=bench.url + "/api/paas/v4",
         session=bench.session,
-        timeout_s=10,
-        connect_timeout_s=5,
-        first_byte_timeout_s=10,
-        idle_timeout_s=10,
+        **TIMEOUTS,
         jwt=False,
         clock=lambda: 1_760_000_000.0,
     )
@@ -93,17 +95,7 @@ def test_request_carries_messages_and_tools(
     call = Call(body=conversation.body(), upstream_model="glm-4.6", api_key=KEY)
     adapter = provider(bench)
 
-    async def run() -> None:
-        if stream:
-            opened = await adapter.open_stream(call)
-            try:
-                _ = [chunk async for chunk in opened]
-            finally:
-                await opened.aclose()
-        else:
-            await adapter.chat(call)
-
-    bench.call(run)
+    bench.send(adapter, call, stream=stream)
     recorded = bench.upstream.last
     assert recorded.path == "/api/paas/v4/chat/completions"
     wire = recorded.body
@@ -116,18 +108,7 @@ def test_request_carries_messages_and_tools(
 # -- answer -------------------------------------------------------------------------------
 
 
-@st.composite
-def answers(draw: st.DrawFn) -> Answer:
-    return Answer(
-        draw(TEXTS),
-        draw(TEXTS),
-        draw(tool_calls()),
-        draw(st.sampled_from(sorted(FINISHES))),
-        draw(counts()),
-    )
-
-
-_OK = Answer("ok", "", [], "stop", Counts(1, 1))
+_OK = short_answer("stop")
 
 
 def usage_object(answer: Answer) -> dict[str, Any]:
@@ -159,14 +140,7 @@ def completion_body(answer: Answer, dump: Any) -> dict[str, Any]:
 
 
 def expected(answer: Answer) -> tuple[Reading, Usage]:
-    u = answer.usage
-    reading = Reading(
-        answer.text,
-        answer.reasoning,
-        tuple(CanonicalCall(c.id, c.name, c.arguments) for c in answer.calls),
-        FINISHES[answer.finish],
-    )
-    return reading, Usage(u.prompt, u.completion, u.cached, u.reasoning)
+    return reading_of(answer, FINISHES[answer.finish]), usage_of(answer.usage)
 
 
 def as_object(arguments: Any) -> Any:
@@ -178,7 +152,7 @@ ARGUMENT_FORMS = st.sampled_from([*DUMPERS, as_object])
 
 
 @ROUNDTRIP
-@given(answers(), ARGUMENT_FORMS)
+@given(answers(sorted(FINISHES)), ARGUMENT_FORMS)
 def test_answer_keeps_text_reasoning_calls_and_usage(
     bench: Bench, answer: Answer, dump: Any
 ) -> None:
@@ -231,7 +205,7 @@ def sse(events: list[dict[str, Any]], prefix: str) -> list[bytes]:
 
 @st.composite
 def stream_cases(draw: st.DrawFn) -> tuple[Answer, list[bytes]]:
-    answer = draw(answers())
+    answer = draw(answers(sorted(FINISHES)))
     events = chunks(answer, draw(CUT_POINTS), draw(st.integers(0, 1)), draw(ARGUMENT_FORMS))
     raw = b"".join(sse(events, draw(st.sampled_from(["data: ", "data:"]))))
     return answer, cuts(raw, draw(CUT_POINTS))
@@ -250,15 +224,7 @@ def test_stream_in_any_cut_reassembles_to_the_answer(
     adapter = provider(bench)
     bench.upstream.answer(Reply(pieces, content_type="text/event-stream"))
 
-    async def run() -> tuple[list[bytes], Usage | None]:
-        opened = await adapter.open_stream(Call(HI, "glm-4.6", KEY))
-        try:
-            payloads = [c async for c in opened]
-        finally:
-            await opened.aclose()
-        return payloads, opened.usage
-
-    payloads, usage = bench.call(run)
+    payloads, usage = bench.stream(adapter, Call(HI, "glm-4.6", KEY))
     bench.upstream.answer(Reply([json.dumps(completion_body(answer, DUMPERS[1])).encode()]))
     whole = bench.call(lambda: adapter.chat(Call(HI, "glm-4.6", KEY)))
     reading, expected_usage = expected(answer)

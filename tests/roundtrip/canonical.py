@@ -14,6 +14,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from tests.roundtrip.strategies import Answer, Counts
+from tokenyard.wire.usage import Usage
+
 S = TypeVar("S", str, bytes)
 
 
@@ -30,6 +33,21 @@ class Reading:
     reasoning: str
     calls: tuple[Call, ...]
     finish_reason: str
+
+
+def reading_of(answer: Answer, finish_reason: str) -> Reading:
+    """What ``answer`` must read as once translated, its finish reason as the family maps it."""
+    return Reading(
+        answer.text,
+        answer.reasoning,
+        tuple(Call(c.id, c.name, c.arguments) for c in answer.calls),
+        finish_reason,
+    )
+
+
+def usage_of(counts: Counts) -> Usage:
+    """The usage of counts that already have OpenAI semantics."""
+    return Usage(counts.prompt, counts.completion, counts.cached, counts.reasoning)
 
 
 def from_completion(body: dict[str, Any]) -> Reading:

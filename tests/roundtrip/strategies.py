@@ -12,6 +12,7 @@ beyond any real answer.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,6 +136,27 @@ class Answer:
     calls: list[ToolCall]
     finish: str  # the family's own native finish reason
     usage: Counts
+
+
+@st.composite
+def answers(draw: st.DrawFn, finishes: Sequence[str]) -> Answer:
+    """Any text, reasoning, tool calls and usage, with one of the family's ``finishes``."""
+    return Answer(
+        draw(TEXTS),
+        draw(TEXTS),
+        draw(tool_calls()),
+        draw(st.sampled_from(finishes)),
+        draw(counts()),
+    )
+
+
+def short_answer(finish: str) -> Answer:
+    """A one-word answer, for the tests that read only what reached the upstream."""
+    return Answer("ok", "", [], finish, Counts(1, 1))
+
+
+HI = {"model": "public", "messages": [{"role": "user", "content": "hi"}]}
+"""The smallest canonical request, for the tests about the answer."""
 
 
 def content(draw: st.DrawFn, text: st.SearchStrategy[str] = TEXTS) -> Any:

@@ -8,7 +8,8 @@ WebSocket calls (Spark) get each piece as one text frame. Every request is recor
 JSON body decoded, so a test can read back what the adapter sent.
 
 :class:`Bench` runs the server and the client session on one event loop in a daemon thread,
-so that a hundred Hypothesis examples share one loop, one server and one connection pool.
+so that a hundred Hypothesis examples share one loop, one server and one connection pool;
+:meth:`Bench.stream` and :meth:`Bench.send` put a call through an adapter there.
 """
 
 from __future__ import annotations
@@ -18,12 +19,32 @@ import json
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import aiohttp
 from aiohttp import web
 
+from tokenyard.providers.base import Call, Provider
+from tokenyard.wire.usage import Usage
+
 T = TypeVar("T")
+
+
+class Timeouts(TypedDict):
+    timeout_s: float
+    connect_timeout_s: float
+    first_byte_timeout_s: float
+    idle_timeout_s: float
+
+
+TIMEOUTS: Timeouts = {
+    "timeout_s": 10,
+    "connect_timeout_s": 5,
+    "first_byte_timeout_s": 10,
+    "idle_timeout_s": 10,
+}
+"""An adapter's timeouts against the scripted upstream (``**TIMEOUTS``): generous, since it
+answers at once."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +155,28 @@ class Bench:
             return await make()
 
         return self.run(main())
+
+    def stream(self, adapter: Provider, call: Call) -> tuple[list[bytes], Usage | None]:
+        """The payloads of ``call`` streamed through ``adapter``, drained to the end, and the
+        usage the adapter recorded (read after the stream is closed)."""
+
+        async def main() -> tuple[list[bytes], Usage | None]:
+            opened = await adapter.open_stream(call)
+            try:
+                payloads = [payload async for payload in opened]
+            finally:
+                await opened.aclose()
+            return payloads, opened.usage
+
+        return self.run(main())
+
+    def send(self, adapter: Provider, call: Call, *, stream: bool) -> None:
+        """Put ``call`` through ``adapter``, streamed or not, for a test that reads only what
+        reached the upstream."""
+        if stream:
+            self.stream(adapter, call)
+        else:
+            self.call(lambda: adapter.chat(call))
 
     def stop(self) -> None:
         async def _stop() -> None:

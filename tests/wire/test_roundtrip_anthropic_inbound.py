@@ -19,7 +19,6 @@ can demand that it keeps what both directions can express:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -37,7 +36,7 @@ from tests.roundtrip.strategies import (
     TEXTS,
     TOOL_NAMES,
 )
-from tests.roundtrip.upstream import Bench, Reply
+from tests.roundtrip.upstream import TIMEOUTS, Bench, Reply
 from tokenyard.errors import UpstreamRejected
 from tokenyard.providers.anthropic.provider import AnthropicProvider
 from tokenyard.providers.anthropic.request import encode
@@ -236,14 +235,6 @@ def test_answer_there_and_back_keeps_blocks_stop_reason_and_usage(
 # -- stream -------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def bench() -> Iterator[Bench]:
-    bench = Bench()
-    bench.start()
-    yield bench
-    bench.stop()
-
-
 def upstream_events(message: dict[str, Any], points: list[int]) -> list[dict[str, Any]]:
     usage = message["usage"]
     start = {k: v for k, v in usage.items() if k != "output_tokens_details"}
@@ -318,28 +309,17 @@ def test_stream_there_and_back_is_the_same_message(
         name="claude",
         base_url=bench.url,
         session=bench.session,
-        timeout_s=10,
-        connect_timeout_s=5,
-        first_byte_timeout_s=10,
-        idle_timeout_s=10,
+        **TIMEOUTS,
     )
     translator = StreamTranslator(model="claude-public", message_id="msg_roundtrip")
     call = Call(
         {"model": "claude-public", "messages": [{"role": "user", "content": "hi"}]}, "claude-up"
     )
 
-    async def run() -> list[bytes]:
-        opened = await adapter.open_stream(call)
-        frames: list[bytes] = []
-        try:
-            async for payload in opened:
-                frames += translator.feed(json.loads(payload))
-        finally:
-            await opened.aclose()
-        assert opened.usage is not None
-        return frames + translator.finish(opened.usage.to_openai())
-
-    frames = bench.call(run)
+    payloads, usage = bench.stream(adapter, call)
+    frames = [frame for payload in payloads for frame in translator.feed(json.loads(payload))]
+    assert usage is not None
+    frames += translator.finish(usage.to_openai())
     with sdk(b"".join(frames)).messages.stream(
         model="claude-public", max_tokens=1, messages=[{"role": "user", "content": "hi"}]
     ) as stream:
