@@ -21,6 +21,7 @@ from typing import Any
 import litellm_target
 import procs
 import report
+import spy
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -151,7 +152,11 @@ class Bench:
         url = base_url + "/v1/chat/completions"
         for mode in self.args.modes:
             for concurrency in self.args.concurrency:
+                sampler = self.start_profile(target, mode, concurrency, pid)
                 load = self.run_load(url, headers, mode == "stream", concurrency, pid)
+                if sampler is not None:
+                    sampler.wait()
+                    print(spy.table(Path(sampler.args[-1])), file=sys.stderr)
                 self.rows.append(report.make_row(target, mode, load, workers))
                 print(
                     f"  {target:<18} w={workers or '-'} {mode:<10} c={concurrency:<3} "
@@ -165,6 +170,16 @@ class Bench:
                     print(f"    first error: {load['error_sample']}", file=sys.stderr)
                 if load["cpu_pct"]["other"] > NOISY_PCT:
                     print("    noisy: other processes were busy during this row", file=sys.stderr)
+
+    def start_profile(
+        self, target: str, mode: str, concurrency: int, pid: int
+    ) -> subprocess.Popen[bytes] | None:
+        """With --profile: py-spy on a gateway for the row (after its warm-up second)."""
+        if self.args.profile is None or target in (report.DIRECT, "litellm"):
+            return None
+        self.args.profile.mkdir(parents=True, exist_ok=True)
+        out = self.args.profile / f"{target}-{mode}-c{concurrency}.txt"
+        return spy.start(pid, self.args.duration - 1, out, delay_s=1.0)
 
     # ---- targets ---------------------------------------------------------------------
 
@@ -292,6 +307,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="only direct rows, upstream on the gateway core: the load generator's ceiling",
     )
     p.add_argument("--label", default="tokenyard", help="gateway name in the table")
+    p.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="py-spy each gateway row into this directory and print where the time went "
+        "(needs --duration; slows the gateway: read shares, not rps)",
+    )
     p.add_argument("--output", type=Path, default=None, help="default results/latest.json")
     p.add_argument("--keep-tmp", action="store_true", help="keep configs, DB and logs")
     args = p.parse_args(argv)
@@ -303,6 +325,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not set(args.modes) <= set(MODES):
         p.error(f"--modes must be a subset of {','.join(MODES)}")
+    if args.profile is not None and args.duration < 3:
+        p.error("--profile needs --duration of 3 s or more")
     return args
 
 
