@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -161,7 +163,8 @@ def on_database(url: str, scenario: Callable[[SqlRequestLog], Awaitable[None]]) 
         database = Database(url)
         await database.upgrade()
         try:
-            await scenario(SqlRequestLog(database.engine))
+            # On SQLite, through the process's writer, as the gateway writes it.
+            await scenario(SqlRequestLog(database.engine, database.sqlite_writer()))
         finally:
             await database.close()
 
@@ -202,3 +205,58 @@ def test_purge_deletes_old_rows_in_batches(database_url: str) -> None:
         assert sorted(r.id for r in page) == sorted(r.id for r in new)
 
     on_database(database_url, scenario)
+
+
+def test_rows_through_the_sqlite_writer_read_back_as_through_sqlalchemy(tmp_path: Path) -> None:
+    """The writer's raw insert applies SQLAlchemy's own conversions (times, JSON, booleans):
+    a row reads back the same as one SQLAlchemy wrote."""
+    full = dict(
+        stream=True,
+        account_id="acct_1",
+        key_id="key_1",
+        key_prefix="sk-ty-ab",
+        requested_model="auto",
+        model="m",
+        provider="p",
+        input_tokens=12,
+        cached_tokens=3,
+        output_tokens=7,
+        cost_nano=123_456_789,
+        latency_ms=12.5,
+        ttft_ms=3.25,
+        attempts=2,
+        attempt_log=[{"provider": "q", "status": 503}, {"provider": "p", "status": 200}],
+        error_type=None,
+        error_code=None,
+    )
+    local = NOW.astimezone(timezone(timedelta(hours=8)))  # stored as UTC either way
+
+    async def main() -> None:
+        database = Database(f"sqlite:///{tmp_path / 'log.db'}")
+        await database.upgrade()
+        try:
+            raw = SqlRequestLog(database.engine, database.sqlite_writer())
+            orm = SqlRequestLog(database.engine)
+            await raw.insert(
+                [
+                    row(1, started=local, text="héllo", **full),
+                    row(2, error_type="rate_limit_error", error_code="rate_limited"),
+                ]
+            )
+            await orm.insert(
+                [
+                    row(3, started=local, text="héllo", **full),
+                    row(4, error_type="rate_limit_error", error_code="rate_limited"),
+                ]
+            )
+            page, _ = await orm.page(RequestFilter(), 10)
+            by_id = {r.id: r for r in page}
+            assert by_id["req_0001"] == replace(by_id["req_0003"], id="req_0001")
+            assert by_id["req_0002"] == replace(by_id["req_0004"], id="req_0002")
+            assert by_id["req_0001"].started == NOW
+            assert by_id["req_0001"].attempt_log == full["attempt_log"]
+            assert by_id["req_0002"].attempt_log is None and by_id["req_0002"].stream is False
+        finally:
+            await database.close()
+
+    asyncio.run(main())

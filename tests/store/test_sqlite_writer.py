@@ -1,17 +1,24 @@
-"""SQLite holds run their transactions on the event loop with the WAL's automatic
-checkpoint off (its fsync would stall every request); the holds' thread checkpoints every
-CHECKPOINT_EVERY commits instead. If it did not, the WAL would grow without end."""
+"""The SQLite writer (store/sqlite_writer.py): what is queued in one turn of the event loop
+is committed in one transaction, each operation in its own savepoint, and nobody hears of
+a result before it is committed. Its connection runs with the WAL's automatic checkpoint
+off (its fsync would stall every request); its thread checkpoints every CHECKPOINT_EVERY
+commits instead. If it did not, the WAL would grow without end."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import pytest
+
+from tokenyard.errors import ServiceUnavailable
 from tokenyard.store import Database
 from tokenyard.store.accounts import SqlAccounts
-from tokenyard.store.holds import HeldReservation
+from tokenyard.store.holds import Charge, HeldReservation
 from tokenyard.store.ledger import SqlLedger
-from tokenyard.store.sqlite_holds import CHECKPOINT_EVERY
+from tokenyard.store.sqlite_writer import CHECKPOINT_EVERY
 
 PAIRS = 2 * CHECKPOINT_EVERY  # a hold and its release: 4 checkpoints' worth of commits
 
@@ -42,3 +49,184 @@ def test_the_wal_is_checkpointed_off_the_loop(tmp_path: Path) -> None:
     # Checkpointed, the WAL is reused from its start: the second round does not grow it.
     # Without checkpoints, it would have doubled.
     assert second <= first * 1.2, (first, second)
+
+
+class Books:
+    """A fresh database with one credited account and one key with a budget."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.db = Database(f"sqlite:///{path}")
+
+    async def open(self, *, budget_nano: int = 150) -> None:
+        await self.db.upgrade()
+        accounts = SqlAccounts(self.db.engine)
+        self.account = (await accounts.create_account("a")).id
+        await SqlLedger(self.db.engine).credit(self.account, 10**9, "seed")
+        key = await accounts.create_key(
+            account_id=self.account,
+            name="k",
+            key_hash="0" * 64,
+            prefix="sk-test",
+            models=None,
+            rpm=None,
+            tpm=None,
+            budget_nano=budget_nano,
+            expires_at=None,
+        )
+        self.key = key.id
+        self.holds = self.db.hold_store()
+        writer = self.db.sqlite_writer()
+        assert writer is not None
+        self.writer = writer
+
+    def held(self, name: str, amount: int, *, key: bool = False) -> HeldReservation:
+        return HeldReservation(name, self.account, self.key if key else None, amount)
+
+    def read(self, sql: str) -> list[tuple[object, ...]]:
+        """Through a connection of its own: only what is committed."""
+        conn = sqlite3.connect(self.path)
+        try:
+            return conn.execute(sql).fetchall()
+        finally:
+            conn.close()
+
+    def sums(self) -> tuple[object, ...]:
+        account = self.read("SELECT balance_nano, reserved_nano FROM accounts")[0]
+        key = self.read("SELECT spent_nano, reserved_nano FROM api_keys")[0]
+        return (*account, *key)
+
+    def reservations(self) -> set[object]:
+        return {r[0] for r in self.read("SELECT id FROM reservations")}
+
+    async def close(self) -> None:
+        await self.db.close()
+
+
+def on_books(path: Path, scenario: Callable[[Books], Awaitable[None]]) -> None:
+    async def main() -> None:
+        books = Books(path)
+        await books.open()
+        try:
+            await scenario(books)
+        finally:
+            await books.close()
+
+    asyncio.run(main())
+
+
+def charge(held: HeldReservation, cost: int) -> Charge:
+    return Charge(
+        held.id, held.account_id, held.key_id, held.amount_nano, cost, cost // 2, "m", "p", 10, 0, 5
+    )
+
+
+def test_what_one_turn_queues_is_one_transaction_committed_before_anyone_hears(
+    tmp_path: Path,
+) -> None:
+    async def scenario(books: Books) -> None:
+        before = books.writer.batches
+        heard = await asyncio.gather(
+            *(books.holds.reserve(books.held(f"r{i}", 100), "me") for i in range(8))
+        )
+        assert heard == [None] * 8
+        assert books.writer.batches == before + 1
+        assert books.reservations() == {f"r{i}" for i in range(8)}
+        assert books.sums() == (10**9, 800, 0, 0)
+
+    on_books(tmp_path / "w.db", scenario)
+
+
+def test_a_refusal_in_a_batch_undoes_only_its_own_part(tmp_path: Path) -> None:
+    async def scenario(books: Books) -> None:
+        heard = await asyncio.gather(
+            books.holds.reserve(books.held("fits", 100, key=True), "me"),
+            books.holds.reserve(books.held("over-budget", 100, key=True), "me"),  # 200 > 150
+            books.holds.reserve(books.held("no-key", 50), "me"),
+            books.holds.reserve(books.held("over-balance", 10**9), "me"),
+        )
+        assert heard == [None, "key", None, "account"]
+        assert books.reservations() == {"fits", "no-key"}
+        # The refused hold's account part (taken before its key refused it) is undone.
+        assert books.sums() == (10**9, 150, 0, 100)
+
+    on_books(tmp_path / "w.db", scenario)
+
+
+def test_a_second_charge_is_refused_while_its_neighbours_commit(tmp_path: Path) -> None:
+    async def scenario(books: Books) -> None:
+        first, second = books.held("r1", 100, key=True), books.held("r2", 40)
+        assert await books.holds.reserve(first, "me") is None
+        assert await books.holds.reserve(second, "me") is None
+        assert await books.holds.settle(charge(first, 30)) is True
+        again = await asyncio.gather(
+            books.holds.settle(charge(first, 30)), books.holds.settle(charge(second, 7))
+        )
+        assert again == [False, True]
+        assert books.sums() == (10**9 - 37, 0, 30, 0)
+        assert books.read("SELECT count(*) FROM ledger WHERE kind = 'charge'") == [(2,)]
+
+    on_books(tmp_path / "w.db", scenario)
+
+
+def test_an_operation_that_fails_fails_alone(tmp_path: Path) -> None:
+    def broken(conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE accounts SET reserved_nano = 999")
+        raise ValueError("ours")
+
+    async def scenario(books: Books) -> None:
+        heard = await asyncio.gather(
+            books.writer.run(broken),
+            books.writer.run(lambda conn: conn.execute("SELECT * FROM no_such_table")),
+            books.holds.reserve(books.held("r1", 100), "me"),
+            return_exceptions=True,
+        )
+        assert isinstance(heard[0], ValueError)
+        assert isinstance(heard[1], ServiceUnavailable)  # SQLite's own errors: a 503
+        assert heard[2] is None
+        assert books.sums() == (10**9, 100, 0, 0)  # the broken one's update is undone
+
+    on_books(tmp_path / "w.db", scenario)
+
+
+def test_a_caller_cancelled_before_its_turn_is_never_run(tmp_path: Path) -> None:
+    async def scenario(books: Books) -> None:
+        leaving = asyncio.create_task(books.holds.reserve(books.held("gone", 100), "me"))
+        staying = asyncio.create_task(books.holds.reserve(books.held("kept", 100), "me"))
+        await asyncio.sleep(0)  # both are queued; their turn's commit has not run yet
+        leaving.cancel()
+        assert await staying is None
+        with pytest.raises(asyncio.CancelledError):
+            await leaving
+        assert books.reservations() == {"kept"}
+        assert books.sums() == (10**9, 100, 0, 0)
+
+    on_books(tmp_path / "w.db", scenario)
+
+
+def test_while_another_process_writes_a_batch_waits_on_the_thread(tmp_path: Path) -> None:
+    async def scenario(books: Books) -> None:
+        blocker = sqlite3.connect(books.path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticking = asyncio.create_task(tick())
+        waiting = asyncio.gather(
+            *(books.holds.reserve(books.held(f"r{i}", 100), "me") for i in range(4))
+        )
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+        assert ticks >= 10  # the loop kept running meanwhile
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        assert await waiting == [None] * 4
+        ticking.cancel()
+        assert books.reservations() == {f"r{i}" for i in range(4)}
+
+    on_books(tmp_path / "w.db", scenario)

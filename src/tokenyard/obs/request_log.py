@@ -80,7 +80,7 @@ class RequestLog:
         *,
         clock: Callable[[], float] = time.time,
     ):
-        self.store = SqlRequestLog(database.engine)
+        self.store = SqlRequestLog(database.engine, database.sqlite_writer())
         # SQLite has one writer at a time: smaller batches hold its lock for less long.
         self.writer = RequestLogWriter(self.store, batch_size=200 if database.is_sqlite else 500)
         self._prompts = config.prompts

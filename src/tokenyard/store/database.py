@@ -16,6 +16,7 @@ from tokenyard.errors import ServiceUnavailable
 from tokenyard.store.holds import HoldStore
 from tokenyard.store.postgres_holds import PostgresHolds
 from tokenyard.store.sqlite_holds import SqliteHolds
+from tokenyard.store.sqlite_writer import SqliteWriter
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 CONNECT_TIMEOUT_S = 5.0
@@ -55,6 +56,7 @@ class Database:
     def __init__(self, url: str):
         self.url = async_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
+        self._writer: SqliteWriter | None = None
         options: dict[str, Any] = {}
         if not self.is_sqlite:
             options.update(
@@ -85,16 +87,31 @@ class Database:
             return False
         return True
 
+    def sqlite_writer(self) -> SqliteWriter | None:
+        """The process's group-committing writer of this SQLite file (sqlite_writer.py),
+        shared by the holds and the request log; None for PostgreSQL or an in-memory
+        database."""
+        if not self.is_sqlite:
+            return None
+        if self._writer is None:
+            path = self.url.split(":///", 1)[1]
+            if not path or path == ":memory:":
+                return None
+            self._writer = SqliteWriter(path)
+        return self._writer
+
     def hold_store(self) -> HoldStore:
         """The hot-path money operations for this database (see holds.py)."""
         if self.is_sqlite:
-            path = self.url.split(":///", 1)[1]
-            if not path or path == ":memory:":
+            writer = self.sqlite_writer()
+            if writer is None:
                 raise ServiceUnavailable("an in-memory SQLite database cannot hold money")
-            return SqliteHolds(path)
+            return SqliteHolds(writer)
         return PostgresHolds("postgresql://" + self.url.split("://", 1)[1])
 
     async def close(self) -> None:
+        if self._writer is not None:
+            await self._writer.close()
         await self.engine.dispose()
 
 
