@@ -230,3 +230,25 @@ def test_while_another_process_writes_a_batch_waits_on_the_thread(tmp_path: Path
         assert books.reservations() == {f"r{i}" for i in range(4)}
 
     on_books(tmp_path / "w.db", scenario)
+
+
+def test_alone_in_its_turn_an_operation_is_undone_by_its_transaction(tmp_path: Path) -> None:
+    """One operation in a turn runs without a savepoint: its refusal or failure rolls back
+    the whole (its own) transaction, and the writer goes on."""
+
+    def broken(conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE accounts SET reserved_nano = 999")
+        raise ValueError("ours")
+
+    async def scenario(books: Books) -> None:
+        assert await books.holds.reserve(books.held("over-budget", 200, key=True), "me") == "key"
+        with pytest.raises(ValueError, match="ours"):
+            await books.writer.run(broken)
+        held = books.held("r1", 100, key=True)
+        assert await books.holds.reserve(held, "me") is None
+        assert await books.holds.settle(charge(held, 30)) is True
+        assert await books.holds.settle(charge(held, 30)) is False  # charged before
+        assert books.sums() == (10**9 - 30, 0, 30, 0)
+        assert books.reservations() == set()
+
+    on_books(tmp_path / "w.db", scenario)

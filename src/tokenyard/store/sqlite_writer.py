@@ -80,12 +80,29 @@ def _apply(conn: sqlite3.Connection, operation: Operation) -> _Outcome:
     return _Outcome(result)
 
 
+def _alone(conn: sqlite3.Connection, operation: Operation) -> _Outcome:
+    """The only operation of its transaction, which serves as its savepoint (two statements
+    fewer: a tenth of a hold's cost when requests come one at a time)."""
+    try:
+        return _Outcome(operation(conn))
+    except Rollback as undo:
+        conn.execute("ROLLBACK")
+        return _Outcome(undo.result)
+    except Exception as exc:
+        conn.execute("ROLLBACK")
+        return _Outcome(error=exc)
+
+
 def _commit(conn: sqlite3.Connection, operations: list[Operation]) -> list[_Outcome]:
     """All ``operations`` in one transaction; raises (all undone) when it cannot commit."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        outcomes = [_apply(conn, operation) for operation in operations]
-        conn.execute("COMMIT")
+        if len(operations) == 1:
+            outcomes = [_alone(conn, operations[0])]
+        else:
+            outcomes = [_apply(conn, operation) for operation in operations]
+        if conn.in_transaction:  # not when the only operation rolled back
+            conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
