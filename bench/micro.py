@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 import timeit
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from tokenyard.routing.task import classify
 from tokenyard.store import Database
 from tokenyard.store.holds import Charge, HeldReservation
 from tokenyard.store.request_log import RequestLogWriter, RequestRow, SqlRequestLog
+from tokenyard.wire.sse import read_events
 
 LONG_DOC = "The quarterly report lists revenue, costs and outlook per region. " * 14_000
 """About 1 MB of text, as the routing tests' longest input."""
@@ -82,6 +83,31 @@ def classify_long(repeat: int) -> float:
 
 
 CONCURRENT = 16
+
+
+SSE_CHUNK = (
+    b'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1700000000,'
+    b'"model":"m","choices":[{"index":0,"delta":{"content":" fixed"},"finish_reason":null}]}'
+    b"\n\n"
+)
+
+
+def sse_events(repeat: int) -> float:
+    """Reading one OpenAI stream chunk as it arrives (one network read, one event), on the
+    event loop: the SSE reader's share of every chunk of every stream."""
+    count = 20_000
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(count):
+            yield SSE_CHUNK
+
+    async def read() -> float:
+        start = time.perf_counter()
+        async for _ in read_events(chunks()):
+            pass
+        return (time.perf_counter() - start) / count * 1e6
+
+    return min(asyncio.run(read()) for _ in range(repeat))
 
 
 async def _sqlite_rows(tmp: Path, repeat: int) -> tuple[float, float, float]:
@@ -149,6 +175,11 @@ def main(argv: list[str] | None = None) -> int:
             "request log sink: record to row, queued",
             request_log_emit(args.repeat),
             "on the loop, after the response",
+        ),
+        (
+            "SSE: read one stream chunk (one event) from the upstream",
+            sse_events(args.repeat),
+            "on the loop, every chunk of every stream",
         ),
         (
             "classify a 1 MB chat prompt (auto routing)",

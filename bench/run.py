@@ -188,6 +188,7 @@ class Bench:
         script = str(BENCH_DIR / "upstream.py")
         delay = str(self.args.chunk_delay_ms)
         cmd = [sys.executable, script, "--port", str(port), "--chunk-delay-ms", delay]
+        cmd += ["--stream-chunks", str(self.args.stream_chunks)]
         base = f"http://127.0.0.1:{port}"
         core = self.gw_core if self.args.calibrate else self.aux_core
         info = self.launch(report.DIRECT, cmd, core, base + "/health", 30)
@@ -296,6 +297,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=None, help="warm-up requests per row")
     p.add_argument("--max-time", type=float, default=120.0, help="hard cap per row, seconds")
     p.add_argument("--chunk-delay-ms", type=float, default=0.0, help="upstream SSE gap")
+    p.add_argument(
+        "--stream-chunks", type=int, default=10, help="content chunks per streamed answer"
+    )
     p.add_argument(
         "--gateway-cmd",
         default=None,

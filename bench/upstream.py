@@ -5,7 +5,8 @@ running on uvloop when it is installed. It answers ``POST /v1/chat/completions``
 fixed ~20-token answer, either as one JSON body with ``usage`` or as an SSE stream of
 ~10 chunks, an optional usage chunk (``stream_options.include_usage``) and ``[DONE]``.
 
-Usage: ``python bench/upstream.py [--host 127.0.0.1] [--port 0] [--chunk-delay-ms 0]``.
+Usage: ``python bench/upstream.py [--host 127.0.0.1] [--port 0] [--chunk-delay-ms 0]
+[--stream-chunks 10]``.
 Prints ``PORT <n>`` on stdout once listening.
 """
 
@@ -97,11 +98,16 @@ def _http_chunk(payload: bytes) -> bytes:
     return f"{len(payload):x}\r\n".encode() + payload + b"\r\n"
 
 
+STREAM_PIECES = len(ANSWER_PIECES)
+"""Content chunks per streamed answer (``--stream-chunks``): the answer's pieces, repeated."""
+
+
 @lru_cache(maxsize=64)
 def stream_parts(model: str, include_usage: bool) -> tuple[bytes, ...]:
     """Response head plus one chunked-encoding frame per SSE event, then the last chunk."""
     events: list[dict[str, object]] = []
-    for i, piece in enumerate(ANSWER_PIECES):
+    pieces = [ANSWER_PIECES[i % len(ANSWER_PIECES)] for i in range(STREAM_PIECES)]
+    for i, piece in enumerate(pieces):
         delta = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
         events.append(_sse_chunk(model, delta, None))
     events.append(_sse_chunk(model, {}, "stop"))
@@ -291,8 +297,16 @@ def main(argv: list[str] | None = None) -> None:
         default=0.0,
         help="sleep between SSE chunks (default 0: one write)",
     )
+    parser.add_argument(
+        "--stream-chunks",
+        type=int,
+        default=len(ANSWER_PIECES),
+        help="content chunks per streamed answer (default 10)",
+    )
     args = parser.parse_args(argv)
     UpstreamProtocol.chunk_delay = args.chunk_delay_ms / 1000.0
+    global STREAM_PIECES  # noqa: PLW0603 — set once, before serving
+    STREAM_PIECES = args.stream_chunks
     loop_name = procs.install_uvloop()
     print(f"upstream: {loop_name} loop", file=sys.stderr, flush=True)
     asyncio.run(serve(args.host, args.port))

@@ -23,6 +23,7 @@ from tokenyard.store.sqlite_writer import CHECKPOINT_EVERY
 AT_ONCE = 8  # holds per turn: each turn commits 8 holds, then 8 releases
 TURNS = CHECKPOINT_EVERY * 5 // 8  # a round: 1.25 checkpoints' worth of commits, so that
 # checkpoints fall while writes go on, never only in the pauses between rounds
+ROUNDS = 6
 
 
 def test_the_wal_is_checkpointed_off_the_loop_while_writes_go_on(tmp_path: Path) -> None:
@@ -47,7 +48,7 @@ def test_the_wal_is_checkpointed_off_the_loop_while_writes_go_on(tmp_path: Path)
             assert await holds.release(held)
 
         sizes = []
-        for round_ in range(4):
+        for round_ in range(ROUNDS):
             for turn in range(TURNS):
                 await asyncio.gather(
                     *(hold_and_release(f"req_{round_}_{turn}_{i}") for i in range(AT_ONCE))
@@ -58,9 +59,10 @@ def test_the_wal_is_checkpointed_off_the_loop_while_writes_go_on(tmp_path: Path)
         return sizes
 
     sizes = asyncio.run(scenario())
-    # Reused from its start, the WAL stops growing after the first round; growing by every
-    # commit, the fourth round would leave it twice the size of the second.
-    assert sizes[3] <= sizes[1] * 1.2, sizes
+    # Growing by every commit, the WAL would end ROUNDS times its size after the first round.
+    # Reused from its start, it stays near that size: a checkpoint that a busy machine
+    # delays lets it grow by a part of a round, never by every round.
+    assert sizes[-1] < 2 * sizes[0], sizes
 
 
 class Books:
