@@ -55,7 +55,7 @@ def test_the_wal_is_checkpointed_off_the_loop_while_writes_go_on(tmp_path: Path)
                 )
             await asyncio.sleep(0.2)  # the last checkpoint, on the thread, finishes
             sizes.append(wal.stat().st_size)  # noqa: ASYNC240 (a test, measuring)
-        await holds.close()
+        await db.close()
         return sizes
 
     sizes = asyncio.run(scenario())

@@ -116,20 +116,22 @@ def _utc(value: datetime) -> datetime:
 
 
 class _SqliteRows:
-    """Rows as the SQLite driver takes them: each column's value through the bind processor
-    SQLAlchemy would apply (datetimes as text, JSON encoded), so that what is read back
-    through SQLAlchemy is the same either way."""
+    """Inserts through the process's SQLite writer. Each column's value goes through the
+    bind processor SQLAlchemy would apply (datetimes as text, JSON encoded), so that what is
+    read back through SQLAlchemy is the same either way."""
 
-    def __init__(self, dialect: Dialect):
+    def __init__(self, dialect: Dialect, writer: SqliteWriter):
         columns = list(requests.columns)
         names, marks = ", ".join(c.name for c in columns), ", ".join("?" * len(columns))
-        self.sql = f"INSERT INTO requests ({names}) VALUES ({marks})"  # noqa: S608 — ours
+        self._sql = f"INSERT INTO requests ({names}) VALUES ({marks})"  # noqa: S608 — ours
         self._cells = tuple(
             _cell(c.name, c.type.dialect_impl(dialect).bind_processor(dialect)) for c in columns
         )
+        self._writer = writer
 
-    def values(self, row: RequestRow) -> tuple[Any, ...]:
-        return tuple(cell(row) for cell in self._cells)
+    async def insert(self, rows: Sequence[RequestRow]) -> None:
+        values = [tuple(cell(row) for cell in self._cells) for row in rows]
+        await self._writer.run(lambda conn: conn.executemany(self._sql, values))
 
 
 def _cell(name: str, process: Callable[[Any], Any] | None) -> Callable[[RequestRow], Any]:
@@ -147,15 +149,13 @@ class SqlRequestLog:
 
     def __init__(self, engine: AsyncEngine, writer: SqliteWriter | None = None):
         self._engine = engine
-        self._writer = writer
-        self._sqlite = _SqliteRows(engine.dialect) if writer is not None else None
+        self._sqlite = _SqliteRows(engine.dialect, writer) if writer is not None else None
 
     async def insert(self, rows: Sequence[RequestRow]) -> None:
         """One transaction, one executemany. Rows become dicts field by field: ``asdict``
         deep-copies every value (the datetime, the attempt list) and cost 40 µs a row."""
-        if self._writer is not None and self._sqlite is not None:
-            sql, cells = self._sqlite.sql, [self._sqlite.values(row) for row in rows]
-            await self._writer.run(lambda conn: conn.executemany(sql, cells))
+        if self._sqlite is not None:
+            await self._sqlite.insert(rows)
             return
         values = [{name: getattr(row, name) for name in _COLUMNS} for row in rows]
         for value in values:

@@ -115,4 +115,5 @@ class SqliteHolds:
         return await self._writer.run(lambda conn: _unhold(conn, held))
 
     async def close(self) -> None:
-        await self._writer.close()
+        """Nothing of its own to close: the writer is the database's, closed with it
+        (``Database.close``), as the request log writes through it too."""
