@@ -12,26 +12,15 @@ on this machine (docs/benchmarks.md).
 
 from __future__ import annotations
 
-import argparse
-import re
-from pathlib import Path
-
 import aiohttp
 import uvloop
 from aiohttp import web
 
+from procs import floor_args
+
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["serve"])
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--workers", type=int, default=1)
-    args = parser.parse_args()
-    found = re.search(r"base_url: (\S+)", Path(args.config).read_text())
-    assert found is not None, "no base_url in the config"
-    upstream = found.group(1) + "/chat/completions"
+    args, upstream = floor_args()
 
     async def made_up(request: web.Request) -> web.Response:
         return web.json_response({"id": "bench", "key": "ty-bench"}, status=201)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import importlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -239,3 +241,20 @@ def run_json(cmd: Sequence[str], timeout: float) -> dict[str, object]:
     result = json.loads(done.stdout)
     assert isinstance(result, dict)
     return result
+
+
+def floor_args() -> tuple[argparse.Namespace, str]:
+    """For the floor relays (aiohttp_floor.py, raw_floor.py): the harness's ``serve --config
+    C --host H --port P --workers N`` arguments, and the stand-in upstream's chat URL read
+    from the config."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("command", choices=["serve"])
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    found = re.search(r"base_url: (\S+)", Path(args.config).read_text())
+    if found is None:
+        raise SystemExit(f"no base_url in {args.config}")
+    return args, found.group(1) + "/chat/completions"

@@ -15,15 +15,14 @@ design for one.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import re
-from pathlib import Path
 from typing import cast
 from urllib.parse import urlsplit
 
 import uvloop
 
+from procs import floor_args
 from upstream import parse_head
 
 READY = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -132,16 +131,8 @@ class Relay:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["serve"])
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--workers", type=int, default=1)
-    args = parser.parse_args()
-    found = re.search(r"base_url: (\S+)", Path(args.config).read_text())
-    assert found is not None, "no base_url in the config"
-    url = urlsplit(found.group(1) + "/chat/completions")
+    args, upstream = floor_args()
+    url = urlsplit(upstream)
     relay = Relay(url.hostname or "127.0.0.1", url.port or 80, url.path)
 
     async def serve() -> None:
