@@ -6,6 +6,7 @@ the same gateway process answers again, and afterwards the books are exact."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -49,7 +50,7 @@ def postgres() -> Iterator[PrivatePostgres]:
     server.destroy()
 
 
-async def _load(
+async def _clients(
     gateway: RunningGateway, key: str, stop: threading.Event, out: list[Outcome]
 ) -> None:
     headers = {"Authorization": f"Bearer {key}"}
@@ -88,23 +89,48 @@ def _wait_for(condition: object, timeout_s: float) -> bool:
     return False
 
 
-@pytest.mark.parametrize("mode", ["fast", "immediate"])
-def test_postgres_restart_under_load(
-    mode: str, postgres: PrivatePostgres, upstreams: Upstreams, tmp_path: Path
-) -> None:
+@contextlib.contextmanager
+def _gateway(
+    postgres: PrivatePostgres, upstreams: Upstreams, tmp_path: Path
+) -> Iterator[tuple[RunningGateway, str, str]]:
+    """A gateway on the private PostgreSQL, its reaper every half second, and a credited
+    account with a key. Once the test is done: a clean exit, no traceback, no error log."""
     config = gateway_config(postgres.url, upstreams.urls).replace(
         "billing: {", "billing: {reaper_interval_s: 0.5, "
     )
     gateway = start_gateway(tmp_path, config)
     try:
         account_id = gateway.new_account(credit="100")
-        key = gateway.new_key(account_id)
-        stop = threading.Event()
-        outcomes: list[Outcome] = []
-        loader = threading.Thread(target=lambda: asyncio.run(_load(gateway, key, stop, outcomes)))
-        loader.start()
-        try:
-            assert _wait_for(lambda: sum(o.status == 200 for o in outcomes) >= 20, 30)
+        yield gateway, account_id, gateway.new_key(account_id)
+    finally:
+        code = gateway.stop()
+    assert code == 0, gateway.log()
+    log = gateway.log()
+    assert "Traceback" not in log
+    assert '"level":"error"' not in log  # an outage is expected weather, not a bug
+
+
+@contextlib.contextmanager
+def _under_load(gateway: RunningGateway, key: str) -> Iterator[list[Outcome]]:
+    """Clients sending requests until the block ends; it starts once 20 have succeeded."""
+    stop = threading.Event()
+    outcomes: list[Outcome] = []
+    loader = threading.Thread(target=lambda: asyncio.run(_clients(gateway, key, stop, outcomes)))
+    loader.start()
+    try:
+        assert _wait_for(lambda: sum(o.status == 200 for o in outcomes) >= 20, 30)
+        yield outcomes
+    finally:
+        stop.set()
+        loader.join()
+
+
+@pytest.mark.parametrize("mode", ["fast", "immediate"])
+def test_postgres_restart_under_load(
+    mode: str, postgres: PrivatePostgres, upstreams: Upstreams, tmp_path: Path
+) -> None:
+    with _gateway(postgres, upstreams, tmp_path) as (gateway, account_id, key):
+        with _under_load(gateway, key) as outcomes:
             cut = time.monotonic()
             postgres.stop(mode)
             down = time.monotonic()
@@ -116,9 +142,6 @@ def test_postgres_restart_under_load(
                 lambda: any(o.status == 200 and o.started > back for o in outcomes), 30
             )
             time.sleep(1)  # load goes on after the recovery
-        finally:
-            stop.set()
-            loader.join()
         assert recovered, "requests did not succeed again after PostgreSQL returned"
         assert gateway.process.poll() is None  # the same process, never restarted
 
@@ -137,13 +160,7 @@ def test_postgres_restart_under_load(
         # §6: only requests in flight at the moment of a crash).
         in_flight = {o.request_id for o in outcomes if o.started <= down and o.ended >= cut}
         _assert_charged_once(postgres.url, account_id, outcomes, in_flight)
-    finally:
-        code = gateway.stop()
-    assert code == 0, gateway.log()
-    log = gateway.log()
-    assert "Traceback" not in log
-    assert '"level":"error"' not in log  # an outage is expected weather, not a bug
-    assert log.count("reaper: database unavailable") == 1  # said once, not every turn
+    assert gateway.log().count("reaper: database unavailable") == 1  # said once, not every turn
 
 
 def _assert_unavailable(status: int, error: object) -> None:
@@ -159,15 +176,7 @@ def test_postgres_stalled_under_load(
 ) -> None:
     """Every PostgreSQL process SIGSTOPped for STALL_S: connections neither answer nor
     refuse, so only the gateway's own timeouts can end a request."""
-    config = gateway_config(postgres.url, upstreams.urls).replace(
-        "billing: {", "billing: {reaper_interval_s: 0.5, "
-    )
-    gateway = start_gateway(tmp_path, config)
-    try:
-        account_id = gateway.new_account(credit="100")
-        key = gateway.new_key(account_id)
-        stop = threading.Event()
-        outcomes: list[Outcome] = []
+    with _gateway(postgres, upstreams, tmp_path) as (gateway, account_id, key):
         admin: list[tuple[float, httpx.Response]] = []
 
         def admin_call() -> None:  # an engine (SQLAlchemy) read, not a hold
@@ -175,10 +184,7 @@ def test_postgres_stalled_under_load(
             response = gateway.admin("GET", f"/admin/accounts/{account_id}")
             admin.append((time.monotonic() - started, response))
 
-        loader = threading.Thread(target=lambda: asyncio.run(_load(gateway, key, stop, outcomes)))
-        loader.start()
-        try:
-            assert _wait_for(lambda: sum(o.status == 200 for o in outcomes) >= 20, 30)
+        with _under_load(gateway, key) as outcomes:
             with postgres.frozen():
                 frozen = time.monotonic()
                 admin_thread = threading.Thread(target=admin_call)
@@ -190,9 +196,6 @@ def test_postgres_stalled_under_load(
                 lambda: any(o.status == 200 and o.started > thawed for o in outcomes), 30
             )
             time.sleep(1)  # load goes on after the recovery
-        finally:
-            stop.set()
-            loader.join()
         assert recovered, "requests did not succeed again after PostgreSQL resumed"
         assert gateway.process.poll() is None  # the same process, never restarted
 
@@ -217,12 +220,6 @@ def test_postgres_stalled_under_load(
 
         in_flight = {o.request_id for o in outcomes if o.started <= frozen <= o.ended}
         _assert_charged_once(postgres.url, account_id, outcomes, in_flight)
-    finally:
-        code = gateway.stop()
-    assert code == 0, gateway.log()
-    log = gateway.log()
-    assert "Traceback" not in log
-    assert '"level":"error"' not in log
 
 
 def _assert_charged_once(
