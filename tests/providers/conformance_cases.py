@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-import aiohttp
-
 from tests.upstreams import anthropic_wire, dashscope_wire, gemini_wire, spark_wire, zhipu_wire
 from tests.upstreams.flavors import REASONING_TEXT as OPENAI_REASONING
 from tests.upstreams.openai_wire import Flavor, StandInUpstream
@@ -29,6 +27,7 @@ from tokenyard.providers.gemini import GeminiProvider
 from tokenyard.providers.http import Timeouts
 from tokenyard.providers.openai import OpenAIProvider
 from tokenyard.providers.spark import SparkProvider
+from tokenyard.providers.transport import HttpClient
 from tokenyard.providers.vendors import VENDORS
 from tokenyard.providers.zhipu import ZhipuProvider
 
@@ -115,7 +114,7 @@ class Family:
     """Body fields that ask for reasoning (with ``reasoning_model``)."""
     reasoning_text: str | None
     """The stand-in's reasoning text; None where the vendor returns none (OpenAI)."""
-    provider: Callable[[Upstreams, aiohttp.ClientSession], Provider]
+    provider: Callable[[Upstreams, HttpClient], Provider]
     sent: Callable[[Upstreams], list[JSONBody]]
     """The wire bodies the stand-in received so far (oldest first)."""
     json_switch: Callable[[JSONBody], bool]
@@ -132,20 +131,20 @@ class Family:
 
 
 def _openai(url: Callable[[Upstreams], str], vendor: str) -> Callable[..., Provider]:
-    def make(up: Upstreams, session: aiohttp.ClientSession) -> Provider:
+    def make(up: Upstreams, client: HttpClient) -> Provider:
         return OpenAIProvider(
-            name=vendor, base_url=url(up), vendor=VENDORS[vendor], session=session, **TIMEOUTS
+            name=vendor, base_url=url(up), vendor=VENDORS[vendor], client=client, **TIMEOUTS
         )
 
     return make
 
 
-def _spark(up: Upstreams, session: aiohttp.ClientSession) -> Provider:
+def _spark(up: Upstreams, client: HttpClient) -> Provider:
     return SparkProvider(
         name="spark",
         base_url=up.spark.http_base_url,
         ws_base_url=up.spark.ws_base_url,
-        session=session,
+        client=client,
         **TIMEOUTS,
     )
 
@@ -216,8 +215,8 @@ FAMILIES: tuple[Family, ...] = (
         reasoning_model="claude-sonnet-4-5",
         reasoning_extra={"reasoning_effort": "low"},
         reasoning_text=anthropic_wire.REASONING_TEXT,
-        provider=lambda up, session: AnthropicProvider(
-            name="anthropic", base_url=up.anthropic_url, session=session, **TIMEOUTS
+        provider=lambda up, client: AnthropicProvider(
+            name="anthropic", base_url=up.anthropic_url, client=client, **TIMEOUTS
         ),
         sent=lambda up: [r.body for r in up.anthropic.requests],
         json_switch=_anthropic_json,
@@ -240,8 +239,8 @@ FAMILIES: tuple[Family, ...] = (
         reasoning_model="gemini-2.5-flash",
         reasoning_extra={"reasoning_effort": "high"},
         reasoning_text=gemini_wire.THOUGHT,
-        provider=lambda up, session: GeminiProvider(
-            name="gemini", base_url=up.gemini_url, session=session, **TIMEOUTS
+        provider=lambda up, client: GeminiProvider(
+            name="gemini", base_url=up.gemini_url, client=client, **TIMEOUTS
         ),
         sent=lambda up: [r.body for r in up.gemini.requests],
         json_switch=lambda body: (
@@ -266,8 +265,8 @@ FAMILIES: tuple[Family, ...] = (
         reasoning_model="glm-4.6",
         reasoning_extra={"reasoning_effort": "high"},
         reasoning_text=zhipu_wire.REASONING,
-        provider=lambda up, session: ZhipuProvider(
-            name="zhipu", base_url=up.zhipu_url, session=session, **TIMEOUTS
+        provider=lambda up, client: ZhipuProvider(
+            name="zhipu", base_url=up.zhipu_url, client=client, **TIMEOUTS
         ),
         sent=lambda up: [r.body for r in up.zhipu.requests],
         json_switch=_has_json_object,
@@ -293,8 +292,8 @@ FAMILIES: tuple[Family, ...] = (
         reasoning_model="qwen-plus",
         reasoning_extra={"reasoning_effort": "high"},
         reasoning_text=dashscope_wire.REASONING,
-        provider=lambda up, session: DashScopeProvider(
-            name="dashscope", base_url=up.dashscope_url, session=session, **TIMEOUTS
+        provider=lambda up, client: DashScopeProvider(
+            name="dashscope", base_url=up.dashscope_url, client=client, **TIMEOUTS
         ),
         sent=lambda up: [r.body for r in up.dashscope.requests],
         json_switch=lambda body: _has_json_object(body.get("parameters") or {}),

@@ -8,7 +8,6 @@ import copy
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
-import aiohttp
 import orjson
 import pytest
 
@@ -19,6 +18,7 @@ from tokenyard.providers.anthropic import AnthropicProvider, build
 from tokenyard.providers.anthropic.request import JSON_OBJECT_INSTRUCTION
 from tokenyard.providers.anthropic.response import finish_reason
 from tokenyard.providers.base import Call
+from tokenyard.providers.transport import HttpClient
 from tokenyard.wire.usage import Usage
 
 T = TypeVar("T")
@@ -51,11 +51,11 @@ def upstream(standin: tuple[AnthropicStandIn, str]) -> AnthropicStandIn:
 
 def with_provider(url: str, body: Callable[[AnthropicProvider], Awaitable[T]], **kw: Any) -> T:
     async def main() -> T:
-        async with aiohttp.ClientSession() as session:
+        async with HttpClient() as client:
             provider = AnthropicProvider(
                 name="claude",
                 base_url=url,
-                session=session,
+                client=client,
                 timeout_s=5,
                 connect_timeout_s=1,
                 first_byte_timeout_s=1,
@@ -851,13 +851,13 @@ def test_messages_raw_non_streamed_and_errors(
 
 def test_build_from_config() -> None:
     async def run() -> None:
-        async with aiohttp.ClientSession() as session:
+        async with HttpClient() as client:
             cfg = ProviderConfig(
                 api="anthropic",
                 base_url="https://api.anthropic.com/v1/",
                 headers={"anthropic-beta": "b"},
             )
-            provider = build("claude", cfg, session)
+            provider = build("claude", cfg, client)
             assert isinstance(provider, AnthropicProvider)
             assert provider._base == "https://api.anthropic.com"
             assert provider._auth("k") == {
@@ -866,7 +866,7 @@ def test_build_from_config() -> None:
                 "Content-Type": "application/json",
                 "x-api-key": "k",
             }
-            default = build("c", ProviderConfig(api="anthropic"), session)
+            default = build("c", ProviderConfig(api="anthropic"), client)
             assert isinstance(default, AnthropicProvider)
             assert default._base == "https://api.anthropic.com"
 

@@ -34,13 +34,13 @@ import json
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
-import aiohttp
 import orjson
 import pytest
 
 from tests.providers.conformance_cases import FAMILIES, Family, Upstreams, start_upstreams
 from tokenyard.errors import UpstreamError, UpstreamRejected
 from tokenyard.providers.base import Call, ChatResult, Provider
+from tokenyard.providers.transport import HttpClient
 from tokenyard.wire.usage import Usage
 
 T = TypeVar("T")
@@ -77,8 +77,8 @@ def user(text: str, **extra: Any) -> dict[str, Any]:
 
 def drive(up: Upstreams, family: Family, work: Callable[[Provider], Awaitable[T]]) -> T:
     async def main() -> T:
-        async with aiohttp.ClientSession() as session:
-            provider = family.provider(up, session)
+        async with HttpClient() as client:
+            provider = family.provider(up, client)
             try:
                 return await work(provider)
             finally:

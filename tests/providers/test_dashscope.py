@@ -11,7 +11,6 @@ import struct
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
-import aiohttp
 import orjson
 import pytest
 
@@ -27,6 +26,7 @@ from tokenyard.errors import UpstreamError, UpstreamRejected, UpstreamTimeout
 from tokenyard.providers.base import Call
 from tokenyard.providers.dashscope import DashScopeProvider, build
 from tokenyard.providers.dashscope.response import chat_body
+from tokenyard.providers.transport import HttpClient
 
 T = TypeVar("T")
 KEY = "sk-dash"
@@ -51,11 +51,11 @@ def standin() -> Iterator[tuple[DashScopeStandIn, str]]:
 
 def run(url: str, body: Callable[[DashScopeProvider], Awaitable[T]], **options: Any) -> T:
     async def main() -> T:
-        async with aiohttp.ClientSession() as session:
+        async with HttpClient() as client:
             provider = DashScopeProvider(
                 name="dashscope",
                 base_url=url,
-                session=session,
+                client=client,
                 timeout_s=5,
                 connect_timeout_s=1,
                 first_byte_timeout_s=2,
@@ -616,8 +616,8 @@ def test_build_from_config(standin: tuple[DashScopeStandIn, str]) -> None:
     )
 
     async def go() -> None:
-        async with aiohttp.ClientSession() as session:
-            provider = build("qwen", cfg, session)
+        async with HttpClient() as client:
+            provider = build("qwen", cfg, client)
             assert isinstance(provider, DashScopeProvider)
             result = await provider.chat(
                 Call(body={"messages": USER}, upstream_model="qwen-plus", api_key=KEY)
@@ -637,8 +637,8 @@ def test_closing_a_stream_early_releases_it(standin: tuple[DashScopeStandIn, str
         iterator = aiter(stream)
         await anext(iterator)
         await stream.aclose()
-        closed = stream._response.closed
-        again = await provider.chat(call)  # the session's pool still works
+        closed = stream._response.released
+        again = await provider.chat(call)  # the client's pool still works
         return closed and again.body["choices"][0]["message"]["content"] == "echo: hello there"
 
     assert run(url, go)

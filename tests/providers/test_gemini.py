@@ -11,7 +11,6 @@ import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
-import aiohttp
 import orjson
 import pytest
 
@@ -24,6 +23,7 @@ from tokenyard.providers.gemini.failure import from_response
 from tokenyard.providers.gemini.request import SIGNATURE_PLACEHOLDER
 from tokenyard.providers.gemini.response import chat_completion, finish_reason, usage_from_gemini
 from tokenyard.providers.gemini.stream import documents
+from tokenyard.providers.transport import HttpClient
 
 T = TypeVar("T")
 KEY = "gm-unit-secret"
@@ -62,11 +62,11 @@ def standin(server: tuple[GeminiStandIn, str]) -> tuple[GeminiStandIn, str]:
 
 def with_provider(url: str, body: Callable[[GeminiProvider], Awaitable[T]], **options: Any) -> T:
     async def main() -> T:
-        async with aiohttp.ClientSession() as session:
+        async with HttpClient() as client:
             provider = GeminiProvider(
                 name="g",
                 base_url=url,
-                session=session,
+                client=client,
                 timeout_s=5,
                 connect_timeout_s=1,
                 first_byte_timeout_s=1,
@@ -786,11 +786,11 @@ def test_build_from_config(standin: tuple[GeminiStandIn, str]) -> None:
     upstream, url = standin
 
     async def run() -> str:
-        async with aiohttp.ClientSession() as session:
+        async with HttpClient() as client:
             cfg = ProviderConfig(api="gemini", base_url=url + "/v1beta/", headers={"x-team": "a"})
-            provider = build("gm", cfg, session)
+            provider = build("gm", cfg, client)
             result = await provider.chat(Call({"messages": USER}, FLASH, KEY))
-            default = build("gm", ProviderConfig(api="gemini"), session)
+            default = build("gm", ProviderConfig(api="gemini"), client)
             assert isinstance(default, GeminiProvider)
             assert default._url(FLASH, "generateContent") == (
                 f"https://generativelanguage.googleapis.com/v1beta/models/{FLASH}:generateContent"

@@ -7,7 +7,6 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
-import aiohttp
 import pytest
 
 from tests.upstreams.openai_wire import Flavor, StandInUpstream, run_in_thread
@@ -15,6 +14,7 @@ from tokenyard.errors import UpstreamError, UpstreamRejected, UpstreamTimeout
 from tokenyard.providers.base import Call
 from tokenyard.providers.failure import parse_duration
 from tokenyard.providers.openai import OpenAIProvider
+from tokenyard.providers.transport import HttpClient
 from tokenyard.providers.vendors import GENERIC, VENDORS, vendor_for
 
 T = TypeVar("T")
@@ -33,12 +33,12 @@ def with_provider(
     url: str, body: Callable[[OpenAIProvider], Awaitable[T]], vendor: str = "openai"
 ) -> T:
     async def main() -> T:
-        async with aiohttp.ClientSession() as session:
+        async with HttpClient() as client:
             provider = OpenAIProvider(
                 name="p",
                 base_url=url,
                 vendor=VENDORS[vendor],
-                session=session,
+                client=client,
                 timeout_s=5,
                 connect_timeout_s=1,
                 first_byte_timeout_s=1,

@@ -61,7 +61,7 @@ def provider(bench: Bench) -> AnthropicProvider:
     return AnthropicProvider(
         name="claude",
         base_url=bench.url,
-        session=bench.session,
+        client=bench.client,
         **TIMEOUTS,
         clock=lambda: 1_760_000_000.0,
     )

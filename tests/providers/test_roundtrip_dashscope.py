@@ -60,7 +60,7 @@ def provider(bench: Bench) -> DashScopeProvider:
     return DashScopeProvider(
         name="qwen",
         base_url=bench.url,
-        session=bench.session,
+        client=bench.client,
         **TIMEOUTS,
         clock=lambda: 1_760_000_000.0,
     )

@@ -70,7 +70,7 @@ def provider(bench: Bench) -> GeminiProvider:
     return GeminiProvider(
         name="gemini",
         base_url=bench.url,
-        session=bench.session,
+        client=bench.client,
         **TIMEOUTS,
         clock=lambda: 1_760_000_000.0,
     )

@@ -54,7 +54,7 @@ def provider(bench: Bench, vendor: VendorSpec) -> OpenAIProvider:
         name="compat",
         base_url=bench.url + "/v1",
         vendor=vendor,
-        session=bench.session,
+        client=bench.client,
         **TIMEOUTS,
     )
 

@@ -62,7 +62,7 @@ def provider(bench: Bench) -> SparkProvider:
         name="spark",
         base_url=bench.url + "/v1",
         ws_base_url=bench.url.replace("http://", "ws://"),
-        session=bench.session,
+        client=bench.client,
         **TIMEOUTS,
         clock=lambda: 1_760_000_000.0,
     )

@@ -62,7 +62,7 @@ def provider(bench: Bench) -> ZhipuProvider:
     return ZhipuProvider(
         name="glm",
         base_url=bench.url + "/api/paas/v4",
-        session=bench.session,
+        client=bench.client,
         **TIMEOUTS,
         jwt=False,
         clock=lambda: 1_760_000_000.0,

@@ -9,7 +9,6 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
-import aiohttp
 import orjson
 import pytest
 
@@ -20,6 +19,7 @@ from tokenyard.providers.base import Call, ChatStream
 from tokenyard.providers.spark import SparkProvider, build
 from tokenyard.providers.spark.models import find_model
 from tokenyard.providers.spark.signing import signature, signed_url, ws_credentials
+from tokenyard.providers.transport import HttpClient
 
 T = TypeVar("T")
 WS_KEY = "app00001:key-1:secret-1"
@@ -56,19 +56,22 @@ def with_provider(
     clock: Callable[[], float] = time.time,
 ) -> T:
     async def main() -> T:
-        async with aiohttp.ClientSession() as session:
+        async with HttpClient() as client:
             provider = SparkProvider(
                 name="spark",
                 base_url=upstream.http_base_url,
                 ws_base_url=upstream.ws_base_url,
-                session=session,
+                client=client,
                 timeout_s=5,
                 connect_timeout_s=1,
                 first_byte_timeout_s=1,
                 idle_timeout_s=1,
                 clock=clock,
             )
-            return await body(provider)
+            try:
+                return await body(provider)
+            finally:
+                await provider.close()  # the WebSocket session it made
 
     return asyncio.run(main())
 
@@ -473,14 +476,17 @@ def test_ws_silence_and_refused_connections(spark: SparkStandIn) -> None:
         dead = SparkProvider(
             name="dead",
             ws_base_url="ws://127.0.0.1:9",
-            session=provider._ws._session,
+            client=HttpClient(),
             timeout_s=1,
             connect_timeout_s=1,
             first_byte_timeout_s=1,
             idle_timeout_s=1,
         )
-        with pytest.raises(UpstreamError) as caught:
-            await dead.chat(Call(body={"messages": USER}, upstream_model="max", api_key=WS_KEY))
+        try:
+            with pytest.raises(UpstreamError) as caught:
+                await dead.chat(Call(body={"messages": USER}, upstream_model="max", api_key=WS_KEY))
+        finally:
+            await dead.close()
         return caught.value
 
     assert with_provider(spark, refused).retryable
@@ -718,9 +724,9 @@ def test_embeddings_are_not_offered(spark: SparkStandIn) -> None:
 
 def test_build_reads_the_base_url_scheme() -> None:
     async def main() -> tuple[str, str, str, str]:
-        async with aiohttp.ClientSession() as session:
-            ws = build("s", ProviderConfig(api="spark", base_url="wss://example.test"), session)
-            http = build("s", ProviderConfig(api="spark", base_url="https://h.test/v2"), session)
+        async with HttpClient() as client:
+            ws = build("s", ProviderConfig(api="spark", base_url="wss://example.test"), client)
+            http = build("s", ProviderConfig(api="spark", base_url="https://h.test/v2"), client)
             return ws._ws._base, ws._http._url, http._ws._base, http._http._url
 
     assert asyncio.run(main()) == (

@@ -1,4 +1,4 @@
-"""The HTTP session the gateway calls upstreams with keeps nothing of one call for the next
+"""The HTTP client the gateway calls upstreams with keeps nothing of one call for the next
 but the connection: a cookie an upstream sets while answering one tenant's request must not
 be sent with another tenant's."""
 
@@ -35,10 +35,16 @@ def test_a_cookie_set_by_an_upstream_is_never_sent_back() -> None:
         )
         upstreams = await build_upstreams({"p": config})
         try:
-            (session,) = upstreams.sessions
+            (client,) = upstreams.clients
             for _ in range(2):
-                async with session.post(f"{url}/chat/completions", json={}) as response:
-                    assert response.status == 200
+                response = await client.post(
+                    f"{url}/chat/completions", b"{}", {}, connect_timeout_s=5
+                )
+                assert response.status == 200
+                assert "upstream_session=tenant-a" in response.headers["Set-Cookie"]
+                assert await response.read() == b'{"ok": true}'
+                response.release()
+            assert client.connections() == (0, 1)  # one connection, kept alive for both
         finally:
             await upstreams.close()
             await runner.cleanup()

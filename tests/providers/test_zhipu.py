@@ -11,7 +11,6 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
-import aiohttp
 import orjson
 import pytest
 
@@ -19,6 +18,7 @@ from tests.upstreams.zhipu_wire import CREATED, ZhipuStandIn, run_in_thread
 from tokenyard.config import ProviderConfig
 from tokenyard.errors import UpstreamError, UpstreamRejected, UpstreamTimeout
 from tokenyard.providers.base import Call
+from tokenyard.providers.transport import HttpClient
 from tokenyard.providers.zhipu import ZhipuProvider, build
 from tokenyard.providers.zhipu.auth import sign
 
@@ -52,11 +52,11 @@ def standin() -> Iterator[tuple[ZhipuStandIn, str]]:
 
 def run(url: str, body: Callable[[ZhipuProvider], Awaitable[T]], **options: Any) -> T:
     async def main() -> T:
-        async with aiohttp.ClientSession() as session:
+        async with HttpClient() as client:
             provider = ZhipuProvider(
                 name="zhipu",
                 base_url=url,
-                session=session,
+                client=client,
                 timeout_s=5,
                 connect_timeout_s=1,
                 first_byte_timeout_s=2,
@@ -624,8 +624,8 @@ def test_build_from_config() -> None:
     cfg = ProviderConfig(api="zhipu", base_url="https://api.z.ai/api/paas/v4/", timeout_s=30)
 
     async def go() -> None:
-        async with aiohttp.ClientSession() as session:
-            provider = build("glm", cfg, session)
+        async with HttpClient() as client:
+            provider = build("glm", cfg, client)
             assert isinstance(provider, ZhipuProvider)
             assert provider.name == "glm" and provider._base == "https://api.z.ai/api/paas/v4"
 
@@ -641,8 +641,8 @@ def test_closing_a_stream_early_releases_it(standin: tuple[ZhipuStandIn, str]) -
         iterator = aiter(stream)
         await anext(iterator)
         await stream.aclose()
-        closed = stream._response.closed
-        again = await provider.chat(call)  # the session's pool still works
+        closed = stream._response.released
+        again = await provider.chat(call)  # the client's pool still works
         return closed and again.body["choices"][0]["message"]["content"] == "echo: hello there"
 
     assert run(url, go)

@@ -7,7 +7,7 @@ split where the test split it — inside an SSE line or inside a multi-byte char
 WebSocket calls (Spark) get each piece as one text frame. Every request is recorded, its
 JSON body decoded, so a test can read back what the adapter sent.
 
-:class:`Bench` runs the server and the client session on one event loop in a daemon thread,
+:class:`Bench` runs the server and the HTTP client on one event loop in a daemon thread,
 so that a hundred Hypothesis examples share one loop, one server and one connection pool;
 :meth:`Bench.stream` and :meth:`Bench.send` put a call through an adapter there.
 """
@@ -21,10 +21,10 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypedDict, TypeVar
 
-import aiohttp
 from aiohttp import web
 
 from tokenyard.providers.base import Call, Provider
+from tokenyard.providers.transport import HttpClient
 from tokenyard.wire.usage import Usage
 
 T = TypeVar("T")
@@ -114,7 +114,7 @@ class ScriptedUpstream:
 
 
 class Bench:
-    """A :class:`ScriptedUpstream` served on 127.0.0.1 and a client session, both on one
+    """A :class:`ScriptedUpstream` served on 127.0.0.1 and an HTTP client, both on one
     event loop in a daemon thread; :meth:`run` runs a coroutine there."""
 
     def __init__(self) -> None:
@@ -123,12 +123,12 @@ class Bench:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self._client: HttpClient | None = None
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        assert self._session is not None
-        return self._session
+    def client(self) -> HttpClient:
+        assert self._client is not None
+        return self._client
 
     def start(self) -> None:
         self._thread.start()
@@ -143,7 +143,7 @@ class Bench:
         await site.start()
         port = self._runner.addresses[0][1]
         self.url = f"http://127.0.0.1:{port}"
-        self._session = aiohttp.ClientSession()
+        self._client = HttpClient()
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=60)
@@ -180,8 +180,8 @@ class Bench:
 
     def stop(self) -> None:
         async def _stop() -> None:
-            if self._session is not None:
-                await self._session.close()
+            if self._client is not None:
+                await self._client.close()
             if self._runner is not None:
                 await self._runner.cleanup()
 

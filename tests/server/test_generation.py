@@ -16,7 +16,7 @@ CONFIG = parse_config("models: {}")
 
 class RecordingUpstreams(Upstreams):
     def __init__(self) -> None:
-        super().__init__(providers={}, sessions=[])
+        super().__init__(providers={}, clients=[])
         self.closed = 0
 
     async def close(self) -> None:

@@ -17,10 +17,9 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Protocol, TypedDict
 
-import aiohttp
-
 from tokenyard.config import ProviderConfig
 from tokenyard.errors import UpstreamError, UpstreamTimeout
+from tokenyard.providers.transport import HttpClient, Response, TransportError
 from tokenyard.wire.json import JSONDecodeError, loads
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
@@ -59,13 +58,13 @@ class ErrorMapper(Protocol):
 
 
 class UpstreamHttp:
-    """POSTs to one upstream through the composition root's session."""
+    """POSTs to one upstream through the composition root's client (providers/transport.py)."""
 
     def __init__(
         self,
         *,
         name: str,
-        session: aiohttp.ClientSession,
+        client: HttpClient,
         timeout_s: float,
         connect_timeout_s: float,
         first_byte_timeout_s: float,
@@ -74,14 +73,12 @@ class UpstreamHttp:
     ):
         self.name = name
         self.timeout_s = timeout_s
-        self._session = session
+        self._client = client
         self._first_byte_s = first_byte_timeout_s
+        self._connect_s = connect_timeout_s
         # A stream may run for long; only silence between two reads is bounded. The wait for
         # the response headers is bounded by both first_byte_timeout_s and idle_timeout_s.
-        self._stream_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=connect_timeout_s, sock_read=idle_timeout_s
-        )
-        self._call_timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s)
+        self._idle_s = idle_timeout_s
         self._map_error = map_error
 
     async def post(
@@ -93,16 +90,17 @@ class UpstreamHttp:
         *,
         stream: bool = False,
         map_error: ErrorMapper | None = None,
-    ) -> aiohttp.ClientResponse:
+    ) -> Response:
         """POST and wait for the response headers; a non-200 answer is released and raised as
         ``map_error`` (this call's, else the provider's) reads it."""
         try:
             async with asyncio.timeout(self._first_byte_s):
-                response = await self._session.post(
+                response = await self._client.post(
                     url,
-                    data=payload,
-                    headers=headers,
-                    timeout=self._stream_timeout if stream else self._call_timeout,
+                    payload,
+                    headers,
+                    connect_timeout_s=self._connect_s,
+                    idle_timeout_s=self._idle_s if stream else None,
                 )
                 if response.status != 200:
                     try:
@@ -118,13 +116,12 @@ class UpstreamHttp:
                 return response
         except TimeoutError:
             raise UpstreamTimeout(f"provider {self.name} did not answer in time") from None
-        except aiohttp.ClientError as exc:
+        except TransportError as exc:
             raise UpstreamError(
-                f"provider {self.name} could not be reached: {type(exc).__name__}",
-                retryable=True,
+                f"provider {self.name} could not be reached: {exc}", retryable=True
             ) from None
 
-    async def read(self, response: aiohttp.ClientResponse) -> bytes:
+    async def read(self, response: Response) -> bytes:
         """The whole body of a 200 answer, within ``timeout_s``; the response is released."""
         try:
             async with asyncio.timeout(self.timeout_s):
@@ -136,14 +133,12 @@ class UpstreamHttp:
             ) from None
         except TimeoutError:
             raise UpstreamTimeout(f"provider {self.name} did not finish in time") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(
-                f"provider {self.name} broke off: {type(exc).__name__}", retryable=True
-            ) from None
+        except TransportError as exc:
+            raise UpstreamError(f"provider {self.name} broke off: {exc}", retryable=True) from None
         finally:
             response.release()
 
-    async def read_json(self, response: aiohttp.ClientResponse) -> object:
+    async def read_json(self, response: Response) -> object:
         """The decoded body of a 200 answer (any JSON value: the family checks its shape)."""
         raw = await self.read(response)
         try:
@@ -158,48 +153,51 @@ class _TooLarge(Exception):
     """A body over MAX_RESPONSE_BYTES (translated where it is read)."""
 
 
-async def _bounded(response: aiohttp.ClientResponse) -> bytes:
+async def _bounded(response: Response) -> bytes:
     """The body, refused beyond MAX_RESPONSE_BYTES: at once when its announced length is
     over, else (chunked, or compressed: what it unpacks to counts) as it arrives."""
-    length = response.content_length
-    if length is not None and "Content-Encoding" not in response.headers:
+    length = response.content_length  # None when compressed
+    if length is not None:
         if length > MAX_RESPONSE_BYTES:
             raise _TooLarge
         return await response.read()
     body = bytearray()
-    async for chunk in response.content.iter_any():
+    async for chunk in response.chunks():
         body += chunk
         if len(body) > MAX_RESPONSE_BYTES:
             raise _TooLarge
     return bytes(body)
 
 
-async def stream_body(response: aiohttp.ClientResponse, provider: str) -> AsyncIterator[bytes]:
+async def stream_body(response: Response, provider: str) -> AsyncIterator[bytes]:
     """A streamed body as it arrives, for the SSE reader (wire/sse.py), which splits it into
-    lines; a line (one event) longer than MAX_RESPONSE_BYTES fails the stream, retryable."""
+    lines; a line (one event) longer than MAX_RESPONSE_BYTES fails the stream, retryable, as
+    does a connection that breaks off. Silence longer than ``idle_timeout_s`` raises
+    ``TimeoutError``, which the family words (a silent stream is not a broken one)."""
     since_line_end = 0
-    async for chunk in response.content.iter_any():
-        end = chunk.rfind(b"\n")
-        since_line_end = len(chunk) - end - 1 if end != -1 else since_line_end + len(chunk)
-        if since_line_end > MAX_RESPONSE_BYTES:
-            raise UpstreamError(
-                f"provider {provider} sent a stream event over {MAX_RESPONSE_BYTES} bytes",
-                retryable=True,
-            )
-        yield chunk
+    try:
+        async for chunk in response.chunks():
+            end = chunk.rfind(b"\n")
+            since_line_end = len(chunk) - end - 1 if end != -1 else since_line_end + len(chunk)
+            if since_line_end > MAX_RESPONSE_BYTES:
+                raise UpstreamError(
+                    f"provider {provider} sent a stream event over {MAX_RESPONSE_BYTES} bytes",
+                    retryable=True,
+                )
+            yield chunk
+    except TransportError as exc:
+        raise UpstreamError(
+            f"provider {provider} broke off the stream: {exc}", retryable=True
+        ) from None
 
 
-def pooled_connections(sessions: Iterable[aiohttp.ClientSession]) -> dict[str, int]:
-    """How many connections the sessions' pools hold: ``in_use`` (a request or a stream is
-    on it) and ``idle`` (kept alive for the next request; one the upstream has closed in
-    the meantime counts until the pool next looks at it). Read at scrape time
-    (obs/runtime.py). aiohttp keeps these counts in its connector without a public reader:
-    read where they live, and as zero should a future aiohttp keep them elsewhere."""
+def pooled_connections(clients: Iterable[HttpClient]) -> dict[str, int]:
+    """How many connections the clients' pools hold: ``in_use`` (a request or a stream is
+    on it) and ``idle`` (kept alive for the next request). Read at scrape time
+    (obs/runtime.py)."""
     in_use = idle = 0
-    for session in sessions:
-        connector = session.connector
-        if connector is None or connector.closed:
-            continue
-        in_use += len(getattr(connector, "_acquired", ()))
-        idle += sum(len(pooled) for pooled in getattr(connector, "_conns", {}).values())
+    for client in clients:
+        busy, waiting = client.connections()
+        in_use += busy
+        idle += waiting
     return {"in_use": in_use, "idle": idle}

@@ -38,11 +38,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-import aiohttp
-
 from tokenyard.config import ProviderConfig
 from tokenyard.errors import ConfigError, UpstreamError, UpstreamRejected, UpstreamTimeout
 from tokenyard.providers.base import Call, ChatResult, ChatStream, EmbeddingResult, Provider
+from tokenyard.providers.transport import HttpClient
 from tokenyard.wire.json import JSONObject
 from tokenyard.wire.usage import Usage
 
@@ -315,11 +314,11 @@ class LocalEmbeddingProvider:
 def build(
     name: str,
     cfg: ProviderConfig,
-    session: aiohttp.ClientSession | None = None,
+    client: HttpClient | None = None,
     *,
     models: Mapping[str, PackagedModel] = MODELS,
 ) -> Provider:
-    """The registry's constructor for ``api: local`` (``session`` is unused: no network).
+    """The registry's constructor for ``api: local`` (``client`` is unused: no network).
     Refuses to start when the ``local`` extra is missing, rather than failing per request;
     the model itself loads on the first request."""
     missing = missing_dependencies(models)

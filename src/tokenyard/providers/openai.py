@@ -11,12 +11,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import aiohttp
-
 from tokenyard.errors import UpstreamError, UpstreamTimeout
 from tokenyard.providers.base import Call, ChatResult, EmbeddingResult
 from tokenyard.providers.failure import from_status, openai_retry_after, scrub
 from tokenyard.providers.http import UpstreamHttp, stream_body
+from tokenyard.providers.transport import HttpClient, Response
 from tokenyard.providers.vendors import VendorSpec
 from tokenyard.wire.json import JSONDecodeError, JSONObject, dumps, loads
 from tokenyard.wire.sse import DONE, read_events
@@ -32,7 +31,7 @@ class OpenAIProvider:
         name: str,
         base_url: str,
         vendor: VendorSpec,
-        session: aiohttp.ClientSession,
+        client: HttpClient,
         timeout_s: float,
         connect_timeout_s: float,
         first_byte_timeout_s: float,
@@ -44,7 +43,7 @@ class OpenAIProvider:
         self._vendor = vendor
         self._http = UpstreamHttp(
             name=name,
-            session=session,
+            client=client,
             timeout_s=timeout_s,
             connect_timeout_s=connect_timeout_s,
             first_byte_timeout_s=first_byte_timeout_s,
@@ -114,13 +113,13 @@ class OpenAIProvider:
 
     async def _post(
         self, path: str, payload: bytes, api_key: str | None, *, stream: bool = False
-    ) -> aiohttp.ClientResponse:
+    ) -> Response:
         """POST and wait for the response headers; non-200 answers become UpstreamErrors."""
         return await self._http.post(
             self._base + path, payload, self._auth(api_key), api_key, stream=stream
         )
 
-    async def _read_json(self, response: aiohttp.ClientResponse, secret: str | None) -> JSONObject:
+    async def _read_json(self, response: Response, secret: str | None) -> JSONObject:
         doc = await self._http.read_json(response)
         if not isinstance(doc, dict) or "error" in doc:
             message = scrub(str(doc.get("error") if isinstance(doc, dict) else doc), secret)
@@ -191,7 +190,7 @@ class OpenAIStream:
 
     def __init__(
         self,
-        response: aiohttp.ClientResponse,
+        response: Response,
         vendor: VendorSpec,
         provider: str,
         secret: str | None,
@@ -227,11 +226,6 @@ class OpenAIStream:
                 yield data
         except TimeoutError:
             raise UpstreamTimeout(f"provider {self._provider} went silent mid-stream") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(
-                f"provider {self._provider} broke off the stream: {type(exc).__name__}",
-                retryable=True,
-            ) from None
         # Every OpenAI-wire server ends a whole stream with [DONE] (providers.md §1.1): one
         # that ends without it was cut off, and the client must not take it for complete.
         raise UpstreamError(

@@ -5,17 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import aiohttp
-
 from tokenyard.config import ProviderConfig, SimulatorConfig
 from tokenyard.errors import ConfigError
 from tokenyard.providers.base import Provider
 from tokenyard.providers.http import configured_timeouts
 from tokenyard.providers.openai import OpenAIProvider
 from tokenyard.providers.simulator import SimulatorProvider
+from tokenyard.providers.transport import HttpClient
 from tokenyard.providers.vendors import VENDORS, vendor_for
 
-Builder = Callable[[str, ProviderConfig, aiohttp.ClientSession], Provider]
+Builder = Callable[[str, ProviderConfig, HttpClient], Provider]
 
 
 def _family(api: str) -> Builder:
@@ -66,29 +65,18 @@ def availability_problems(providers: Mapping[str, ProviderConfig]) -> list[str]:
 
 @dataclass
 class Upstreams:
-    """The built providers and the HTTP sessions they own."""
+    """The built providers and the HTTP clients they call through (one per provider: its
+    own pool of kept-alive connections; no cookies are kept, so nothing an upstream sets
+    while answering one tenant rides along on another's call)."""
 
     providers: dict[str, Provider]
-    sessions: list[aiohttp.ClientSession]
+    clients: list[HttpClient]
 
     async def close(self) -> None:
         for provider in self.providers.values():
             await provider.close()
-        for session in self.sessions:
-            await session.close()
-
-
-def _session(cfg: ProviderConfig) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, ttl_dns_cache=300)
-    return aiohttp.ClientSession(
-        connector=connector,
-        # No cookie jar: a cookie an upstream sets for one tenant's request must not ride
-        # along on another's, and the jar's bookkeeping is work on every call.
-        cookie_jar=aiohttp.DummyCookieJar(),
-        auto_decompress=True,
-        skip_auto_headers=("User-Agent",),
-        headers={"User-Agent": "tokenyard"},
-    )
+        for client in self.clients:
+            await client.close()
 
 
 async def build_upstreams(providers: Mapping[str, ProviderConfig]) -> Upstreams:
@@ -96,7 +84,7 @@ async def build_upstreams(providers: Mapping[str, ProviderConfig]) -> Upstreams:
     if problems:
         raise ConfigError(problems)
     built: dict[str, Provider] = {}
-    sessions: list[aiohttp.ClientSession] = []
+    clients: list[HttpClient] = []
     for name, cfg in providers.items():
         if cfg.api == "simulator":
             sim = cfg.simulator or SimulatorConfig()
@@ -112,18 +100,18 @@ async def build_upstreams(providers: Mapping[str, ProviderConfig]) -> Upstreams:
 
             built[name] = local(name, cfg)
             continue
-        session = _session(cfg)
-        sessions.append(session)
+        client = HttpClient()
+        clients.append(client)
         if cfg.api in HTTP_FAMILIES:
-            built[name] = _family(cfg.api)(name, cfg, session)
+            built[name] = _family(cfg.api)(name, cfg, client)
             continue
         assert cfg.base_url is not None  # checked by config validation
         built[name] = OpenAIProvider(
             name=name,
             base_url=cfg.base_url,
             vendor=vendor_for(cfg.vendor, cfg.base_url),
-            session=session,
+            client=client,
             extra_headers=cfg.headers,
             **configured_timeouts(cfg),
         )
-    return Upstreams(providers=built, sessions=sessions)
+    return Upstreams(providers=built, clients=clients)

@@ -69,7 +69,7 @@ def install(
         return current.in_flight(current.generation)
 
     def connections() -> dict[str, int]:
-        return pooled_connections(current.generation.upstreams.sessions)
+        return pooled_connections(current.generation.upstreams.clients)
 
     app[METRICS] = Exposition(
         sink.registry,

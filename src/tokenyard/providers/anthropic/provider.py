@@ -16,8 +16,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
-import aiohttp
-
 from tokenyard.config import ProviderConfig
 from tokenyard.errors import UpstreamError, UpstreamRejected
 from tokenyard.providers.anthropic.failure import from_response
@@ -28,6 +26,7 @@ from tokenyard.providers.anthropic.stream import AnthropicStream
 from tokenyard.providers.base import Call, ChatResult, EmbeddingResult, Provider
 from tokenyard.providers.failure import scrub
 from tokenyard.providers.http import UpstreamHttp, configured_timeouts
+from tokenyard.providers.transport import HttpClient, Response
 from tokenyard.wire.json import JSONObject, dumps
 
 API_VERSION = "2023-06-01"
@@ -42,7 +41,7 @@ class AnthropicProvider:
         *,
         name: str,
         base_url: str,
-        session: aiohttp.ClientSession,
+        client: HttpClient,
         timeout_s: float,
         connect_timeout_s: float,
         first_byte_timeout_s: float,
@@ -56,7 +55,7 @@ class AnthropicProvider:
         self._base = base[:-3] if base.endswith("/v1") else base
         self._http = UpstreamHttp(
             name=name,
-            session=session,
+            client=client,
             timeout_s=timeout_s,
             connect_timeout_s=connect_timeout_s,
             first_byte_timeout_s=first_byte_timeout_s,
@@ -111,7 +110,7 @@ class AnthropicProvider:
         *,
         stream: bool,
         headers: Mapping[str, str] | None = None,
-    ) -> aiohttp.ClientResponse:
+    ) -> Response:
         """POST /v1/messages and wait for the response headers; non-200 → UpstreamError."""
         return await self._http.post(
             self._base + "/v1/messages",
@@ -121,7 +120,7 @@ class AnthropicProvider:
             stream=stream,
         )
 
-    async def _read_json(self, response: aiohttp.ClientResponse, secret: str | None) -> JSONObject:
+    async def _read_json(self, response: Response, secret: str | None) -> JSONObject:
         doc = await self._http.read_json(response)
         if not isinstance(doc, dict) or doc.get("type") == "error":
             detail = scrub(str(doc.get("error") if isinstance(doc, dict) else doc), secret)
@@ -173,12 +172,12 @@ class AnthropicProvider:
         return None  # the session belongs to the composition root
 
 
-def build(name: str, cfg: ProviderConfig, session: aiohttp.ClientSession) -> Provider:
+def build(name: str, cfg: ProviderConfig, client: HttpClient) -> Provider:
     """The registry's constructor for ``api: anthropic`` providers."""
     return AnthropicProvider(
         name=name,
         base_url=cfg.base_url or DEFAULT_BASE_URL,
-        session=session,
+        client=client,
         extra_headers=cfg.headers,
         **configured_timeouts(cfg),
     )

@@ -3,22 +3,21 @@
 Its body, or its stream's lines as they arrive, are read with the bounds and the
 translation of failures of every other upstream read (providers/http.py): a stream that
 breaks off, goes silent or sends an endless line raises an :class:`UpstreamError` that the
-relay ends the client's stream with, instead of an aiohttp error escaping mid-answer.
+relay ends the client's stream with, instead of a transport error escaping mid-answer.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import aiohttp
-
-from tokenyard.errors import UpstreamError, UpstreamTimeout
+from tokenyard.errors import UpstreamTimeout
 from tokenyard.providers.http import UpstreamHttp, stream_body
+from tokenyard.providers.transport import Response
 from tokenyard.wire.sse import lines
 
 
 class RawAnswer:
-    def __init__(self, response: aiohttp.ClientResponse, http: UpstreamHttp):
+    def __init__(self, response: Response, http: UpstreamHttp):
         self._response = response
         self._http = http
 
@@ -34,11 +33,6 @@ class RawAnswer:
                 yield line + b"\n"
         except TimeoutError:
             raise UpstreamTimeout(f"provider {provider} went silent mid-stream") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(
-                f"provider {provider} broke off the stream: {type(exc).__name__}",
-                retryable=True,
-            ) from None
 
     async def read(self) -> bytes:
         """The whole body (bounded, within ``timeout_s``); the response is released."""

@@ -28,12 +28,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import aiohttp
-
 from tokenyard.errors import UpstreamError, UpstreamTimeout
 from tokenyard.providers.anthropic.failure import mid_stream
 from tokenyard.providers.anthropic.response import finish_reason, usage_from_anthropic
 from tokenyard.providers.http import stream_body
+from tokenyard.providers.transport import Response
 from tokenyard.wire.json import JSONDecodeError, JSONObject, dumps, loads
 from tokenyard.wire.sse import read_events
 from tokenyard.wire.usage import Usage
@@ -44,7 +43,7 @@ class AnthropicStream:
 
     def __init__(
         self,
-        response: aiohttp.ClientResponse,
+        response: Response,
         *,
         provider: str,
         secret: str | None,
@@ -81,11 +80,6 @@ class AnthropicStream:
                     yield dumps(self._chunk(delta, finish))
         except TimeoutError:
             raise UpstreamTimeout(f"provider {self._provider} went silent mid-stream") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(
-                f"provider {self._provider} broke off the stream: {type(exc).__name__}",
-                retryable=True,
-            ) from None
         raise UpstreamError(
             f"provider {self._provider} ended the stream before message_stop", retryable=True
         )

@@ -19,8 +19,6 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 
-import aiohttp
-
 from tokenyard.config import ProviderConfig
 from tokenyard.errors import UpstreamError, UpstreamTimeout
 from tokenyard.providers.base import Call, ChatResult, EmbeddingResult, Provider
@@ -36,6 +34,7 @@ from tokenyard.providers.dashscope.request import (
 from tokenyard.providers.dashscope.response import chat_body, collect, embedding_body
 from tokenyard.providers.dashscope.stream import DashScopeStream
 from tokenyard.providers.http import UpstreamHttp, configured_timeouts
+from tokenyard.providers.transport import HttpClient, Response
 from tokenyard.wire.json import JSONObject, dumps
 from tokenyard.wire.usage import Usage
 
@@ -61,7 +60,7 @@ class DashScopeProvider:
         *,
         name: str,
         base_url: str,
-        session: aiohttp.ClientSession,
+        client: HttpClient,
         timeout_s: float,
         connect_timeout_s: float,
         first_byte_timeout_s: float,
@@ -77,7 +76,7 @@ class DashScopeProvider:
         self._timeout_s = timeout_s
         self._http = UpstreamHttp(
             name=name,
-            session=session,
+            client=client,
             timeout_s=timeout_s,
             connect_timeout_s=connect_timeout_s,
             first_byte_timeout_s=first_byte_timeout_s,
@@ -118,7 +117,7 @@ class DashScopeProvider:
 
     async def _post(
         self, path: str, payload: JSONObject, api_key: str | None, *, stream: bool = False
-    ) -> aiohttp.ClientResponse:
+    ) -> Response:
         """POST and wait for the response headers; non-200 answers become UpstreamErrors."""
         return await self._http.post(
             self._base + path,
@@ -129,7 +128,7 @@ class DashScopeProvider:
             map_error=None if stream else self._failure_unless_stream_required,
         )
 
-    async def _read_json(self, response: aiohttp.ClientResponse, api_key: str | None) -> JSONObject:
+    async def _read_json(self, response: Response, api_key: str | None) -> JSONObject:
         doc = await self._http.read_json(response)
         if not isinstance(doc, dict):
             raise UpstreamError(
@@ -192,12 +191,12 @@ class DashScopeProvider:
         return None  # the session belongs to the composition root
 
 
-def build(name: str, cfg: ProviderConfig, session: aiohttp.ClientSession) -> Provider:
+def build(name: str, cfg: ProviderConfig, client: HttpClient) -> Provider:
     """The registry's constructor for ``api: dashscope`` (the native API)."""
     return DashScopeProvider(
         name=name,
         base_url=cfg.base_url or DEFAULT_BASE_URL,
-        session=session,
+        client=client,
         extra_headers=dict(cfg.headers),
         **configured_timeouts(cfg),
     )

@@ -18,8 +18,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-
 from tokenyard.errors import UpstreamError, UpstreamTimeout
 from tokenyard.providers.dashscope.failure import classify, error_fields
 from tokenyard.providers.dashscope.response import (
@@ -31,6 +29,7 @@ from tokenyard.providers.dashscope.response import (
 )
 from tokenyard.providers.http import stream_body
 from tokenyard.providers.toolcalls import ToolCallDeltas
+from tokenyard.providers.transport import Response
 from tokenyard.wire.json import JSONDecodeError, JSONObject, dumps, loads
 from tokenyard.wire.sse import read_events
 from tokenyard.wire.usage import Usage
@@ -115,7 +114,7 @@ class Translator:
 class DashScopeStream:
     def __init__(
         self,
-        response: aiohttp.ClientResponse,
+        response: Response,
         *,
         provider: str,
         model: str,
@@ -146,11 +145,6 @@ class DashScopeStream:
                     yield chunk
         except TimeoutError:
             raise UpstreamTimeout(f"provider {self._provider} went silent mid-stream") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(
-                f"provider {self._provider} broke off the stream: {type(exc).__name__}",
-                retryable=True,
-            ) from None
         if not self._translator.finished:
             raise UpstreamError(
                 f"provider {self._provider} ended the stream before it finished", retryable=True

@@ -21,8 +21,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from urllib.parse import quote
 
-import aiohttp
-
 from tokenyard.config import ProviderConfig
 from tokenyard.errors import UpstreamError
 from tokenyard.providers.base import Call, ChatResult, EmbeddingResult, Provider
@@ -34,6 +32,7 @@ from tokenyard.providers.gemini.response import chat_completion
 from tokenyard.providers.gemini.stream import GeminiStream
 from tokenyard.providers.http import UpstreamHttp, configured_timeouts
 from tokenyard.providers.image_fetch import ImageFetcher
+from tokenyard.providers.transport import HttpClient, Response
 from tokenyard.wire.json import JSONObject, dumps
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
@@ -47,7 +46,7 @@ class GeminiProvider:
         *,
         name: str,
         base_url: str,
-        session: aiohttp.ClientSession,
+        client: HttpClient,
         timeout_s: float,
         connect_timeout_s: float,
         first_byte_timeout_s: float,
@@ -62,7 +61,7 @@ class GeminiProvider:
         self._base = base if base.endswith(API_VERSIONS) else base + "/v1beta"
         self._http = UpstreamHttp(
             name=name,
-            session=session,
+            client=client,
             timeout_s=timeout_s,
             connect_timeout_s=connect_timeout_s,
             first_byte_timeout_s=first_byte_timeout_s,
@@ -111,11 +110,11 @@ class GeminiProvider:
 
     async def _post(
         self, url: str, payload: bytes, api_key: str | None, *, stream: bool = False
-    ) -> aiohttp.ClientResponse:
+    ) -> Response:
         """POST and wait for the response headers; non-200 answers become UpstreamErrors."""
         return await self._http.post(url, payload, self._auth(api_key), api_key, stream=stream)
 
-    async def _read_json(self, response: aiohttp.ClientResponse, secret: str | None) -> JSONObject:
+    async def _read_json(self, response: Response, secret: str | None) -> JSONObject:
         doc = await self._http.read_json(response)
         err = error_object(doc)
         if err is not None:  # an error inside a 200 answer
@@ -172,7 +171,7 @@ class GeminiProvider:
         return None  # the session belongs to the composition root
 
 
-def build(name: str, cfg: ProviderConfig, session: aiohttp.ClientSession) -> Provider:
+def build(name: str, cfg: ProviderConfig, client: HttpClient) -> Provider:
     """The registry's entry point for ``api: gemini``."""
     images = cfg.images
     fetcher = (
@@ -188,7 +187,7 @@ def build(name: str, cfg: ProviderConfig, session: aiohttp.ClientSession) -> Pro
     return GeminiProvider(
         name=name,
         base_url=cfg.base_url or DEFAULT_BASE_URL,
-        session=session,
+        client=client,
         extra_headers=dict(cfg.headers),
         image_fetcher=fetcher,
         **configured_timeouts(cfg),

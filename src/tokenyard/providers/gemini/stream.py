@@ -21,8 +21,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 
-import aiohttp
-
 from tokenyard.errors import UpstreamError, UpstreamTimeout
 from tokenyard.providers.gemini.failure import error_object, mid_stream
 from tokenyard.providers.gemini.response import (
@@ -33,6 +31,7 @@ from tokenyard.providers.gemini.response import (
     usage_from_gemini,
 )
 from tokenyard.providers.http import stream_body
+from tokenyard.providers.transport import Response
 from tokenyard.wire.json import JSONDecodeError, JSONObject, dumps, loads
 from tokenyard.wire.sse import lines
 from tokenyard.wire.usage import Usage
@@ -73,7 +72,7 @@ class GeminiStream:
 
     def __init__(
         self,
-        response: aiohttp.ClientResponse,
+        response: Response,
         *,
         provider: str,
         secret: str | None,
@@ -101,11 +100,6 @@ class GeminiStream:
                     yield dumps(chunk)
         except TimeoutError:
             raise UpstreamTimeout(f"provider {self._provider} went silent mid-stream") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(
-                f"provider {self._provider} broke off the stream: {type(exc).__name__}",
-                retryable=True,
-            ) from None
         if not self._started or self._started - self._finished:
             raise UpstreamError(
                 f"provider {self._provider} ended the stream before it finished", retryable=True

@@ -23,8 +23,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
 
-import aiohttp
-
 from tokenyard.errors import UpstreamError, UpstreamTimeout
 from tokenyard.providers.base import Call, ChatResult
 from tokenyard.providers.failure import from_status, scrub
@@ -44,6 +42,7 @@ from tokenyard.providers.spark.response import (
     tool_calls_of,
     usage_of,
 )
+from tokenyard.providers.transport import HttpClient, Response
 from tokenyard.wire.json import JSONDecodeError, JSONObject, dumps, loads
 from tokenyard.wire.sse import DONE, Event, read_events
 from tokenyard.wire.usage import Usage
@@ -76,7 +75,7 @@ class SparkHTTP:
         *,
         name: str,
         base_url: str,
-        session: aiohttp.ClientSession,
+        client: HttpClient,
         timeout_s: float,
         connect_timeout_s: float,
         first_byte_timeout_s: float,
@@ -89,7 +88,7 @@ class SparkHTTP:
         self._first_byte_s = first_byte_timeout_s
         self._http = UpstreamHttp(
             name=name,
-            session=session,
+            client=client,
             timeout_s=timeout_s,
             connect_timeout_s=connect_timeout_s,
             first_byte_timeout_s=first_byte_timeout_s,
@@ -118,9 +117,7 @@ class SparkHTTP:
         retry_after = headers.get("Retry-After")
         return from_status(status, body, provider=self.name, secret=secret, retry_after=retry_after)
 
-    async def _post(
-        self, payload: JSONObject, api_key: str | None, *, stream: bool
-    ) -> aiohttp.ClientResponse:
+    async def _post(self, payload: JSONObject, api_key: str | None, *, stream: bool) -> Response:
         headers = dict(self._headers)
         if api_key is not None:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -183,11 +180,6 @@ class SparkHTTP:
                 raise UpstreamError(
                     f"provider {self.name} sent a malformed stream chunk", retryable=True
                 ) from None
-            if isinstance(exc, aiohttp.ClientError):
-                raise UpstreamError(
-                    f"provider {self.name} broke off the stream: {type(exc).__name__}",
-                    retryable=True,
-                ) from None
             raise
         sid = _sid(head or {})
         created = (head or {}).get("created")
@@ -213,7 +205,7 @@ class SparkHTTPStream:
 
     def __init__(
         self,
-        response: aiohttp.ClientResponse,
+        response: Response,
         events: AsyncIterator[Event],
         first: Event | None,
         writer: ChunkWriter,
@@ -318,11 +310,6 @@ class SparkHTTPStream:
                     )
         except TimeoutError:
             raise UpstreamTimeout(f"provider {self._provider} went silent mid-stream") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(
-                f"provider {self._provider} broke off the stream: {type(exc).__name__}",
-                retryable=True,
-            ) from None
         yield self._finish(self._native_finish)
 
     async def aclose(self) -> None:

@@ -25,6 +25,7 @@ from tokenyard.providers.http import Timeouts, configured_timeouts
 from tokenyard.providers.spark.http import SparkHTTP
 from tokenyard.providers.spark.signing import ws_credentials
 from tokenyard.providers.spark.ws import SparkWebSocket
+from tokenyard.providers.transport import HttpClient
 
 DEFAULT_HTTP_BASE = "https://spark-api-open.xf-yun.com/v1"
 DEFAULT_WS_BASE = "wss://spark-api.xf-yun.com"
@@ -36,7 +37,8 @@ class SparkProvider:
         *,
         name: str,
         base_url: str = DEFAULT_HTTP_BASE,
-        session: aiohttp.ClientSession,
+        client: HttpClient,
+        ws_session: aiohttp.ClientSession | None = None,
         timeout_s: float,
         connect_timeout_s: float,
         first_byte_timeout_s: float,
@@ -55,7 +57,7 @@ class SparkProvider:
         self._http = SparkHTTP(
             name=name,
             base_url=base_url,
-            session=session,
+            client=client,
             extra_headers=extra_headers,
             clock=clock,
             **timeouts,
@@ -63,7 +65,7 @@ class SparkProvider:
         self._ws = SparkWebSocket(
             name=name,
             base_url=ws_base_url,
-            session=session,
+            session=ws_session,
             extra_headers=extra_headers,
             clock=clock,
             **timeouts,
@@ -85,10 +87,10 @@ class SparkProvider:
         raise UpstreamRejected(f"provider {self.name} (iFlytek Spark) does not offer embeddings")
 
     async def close(self) -> None:
-        return None  # the session belongs to the composition root
+        await self._ws.close()  # the HTTP client belongs to the composition root
 
 
-def build(name: str, cfg: ProviderConfig, session: aiohttp.ClientSession) -> SparkProvider:
+def build(name: str, cfg: ProviderConfig, client: HttpClient) -> SparkProvider:
     """The registry's factory. ``base_url`` with a ``ws``/``wss`` scheme sets the WebSocket
     base (the HTTP base stays the default), any other sets the HTTP base."""
     base = cfg.base_url
@@ -97,7 +99,7 @@ def build(name: str, cfg: ProviderConfig, session: aiohttp.ClientSession) -> Spa
         name=name,
         base_url=base if base is not None and not websocket else DEFAULT_HTTP_BASE,
         ws_base_url=base if base is not None and websocket else DEFAULT_WS_BASE,
-        session=session,
+        client=client,
         extra_headers=cfg.headers,
         **configured_timeouts(cfg),
     )

@@ -159,7 +159,7 @@ class SparkWebSocket:
         *,
         name: str,
         base_url: str,
-        session: aiohttp.ClientSession,
+        session: aiohttp.ClientSession | None = None,
         timeout_s: float,
         connect_timeout_s: float,
         first_byte_timeout_s: float,
@@ -169,7 +169,8 @@ class SparkWebSocket:
     ):
         self.name = name
         self._base = base_url.rstrip("/")
-        self._session = session
+        self._session = session  # made on the first connection when not given; then ours
+        self._owned = session is None
         self._timeout_s = timeout_s
         self._connect_s = connect_timeout_s
         self._first_byte_s = first_byte_timeout_s
@@ -188,10 +189,28 @@ class SparkWebSocket:
             )
         return model
 
+    def _sessions(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                # No cookie jar: a cookie set for one tenant's call must not ride on another's.
+                cookie_jar=aiohttp.DummyCookieJar(),
+                skip_auto_headers=("User-Agent",),
+                headers={"User-Agent": "tokenyard"},
+            )
+        return self._session
+
+    async def close(self) -> None:
+        """Close the session this made (one that was given belongs to its giver)."""
+        if self._owned and self._session is not None:
+            await self._session.close()
+            self._session = None
+
     async def _connect(self, url: str) -> aiohttp.ClientWebSocketResponse:
         try:
             async with asyncio.timeout(self._connect_s):
-                return await self._session.ws_connect(URL(url, encoded=True), headers=self._headers)
+                return await self._sessions().ws_connect(
+                    URL(url, encoded=True), headers=self._headers
+                )
         except aiohttp.WSServerHandshakeError as exc:
             raise UpstreamError(
                 f"provider {self.name} refused the WebSocket handshake (HTTP {exc.status})",

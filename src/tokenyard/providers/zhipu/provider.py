@@ -11,12 +11,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
-import aiohttp
-
 from tokenyard.config import ProviderConfig
 from tokenyard.errors import UpstreamError
 from tokenyard.providers.base import Call, ChatResult, EmbeddingResult, Provider
 from tokenyard.providers.http import UpstreamHttp, configured_timeouts
+from tokenyard.providers.transport import HttpClient, Response
 from tokenyard.providers.zhipu.auth import Tokens
 from tokenyard.providers.zhipu.failure import from_response
 from tokenyard.providers.zhipu.request import EMBEDDING_BATCH, embedding_batches, encode_chat
@@ -39,7 +38,7 @@ class ZhipuProvider:
         *,
         name: str,
         base_url: str,
-        session: aiohttp.ClientSession,
+        client: HttpClient,
         timeout_s: float,
         connect_timeout_s: float,
         first_byte_timeout_s: float,
@@ -53,7 +52,7 @@ class ZhipuProvider:
         self._base = base_url.rstrip("/")
         self._http = UpstreamHttp(
             name=name,
-            session=session,
+            client=client,
             timeout_s=timeout_s,
             connect_timeout_s=connect_timeout_s,
             first_byte_timeout_s=first_byte_timeout_s,
@@ -83,14 +82,14 @@ class ZhipuProvider:
 
     async def _post(
         self, path: str, payload: JSONObject, api_key: str | None, *, stream: bool = False
-    ) -> aiohttp.ClientResponse:
+    ) -> Response:
         """POST and wait for the response headers; non-200 answers become UpstreamErrors."""
         headers = self._auth(api_key)
         return await self._http.post(
             self._base + path, dumps(payload), headers, api_key, stream=stream
         )
 
-    async def _read_json(self, response: aiohttp.ClientResponse, api_key: str | None) -> JSONObject:
+    async def _read_json(self, response: Response, api_key: str | None) -> JSONObject:
         doc = await self._http.read_json(response)
         if not isinstance(doc, dict):
             raise UpstreamError(
@@ -132,12 +131,12 @@ class ZhipuProvider:
         return None  # the session belongs to the composition root
 
 
-def build(name: str, cfg: ProviderConfig, session: aiohttp.ClientSession) -> Provider:
+def build(name: str, cfg: ProviderConfig, client: HttpClient) -> Provider:
     """The registry's constructor for ``api: zhipu`` (JWT signing on; see ZhipuProvider)."""
     return ZhipuProvider(
         name=name,
         base_url=cfg.base_url or DEFAULT_BASE_URL,
-        session=session,
+        client=client,
         extra_headers=dict(cfg.headers),
         **configured_timeouts(cfg),
     )

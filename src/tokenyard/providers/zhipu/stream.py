@@ -17,11 +17,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import aiohttp
-
 from tokenyard.errors import UpstreamError, UpstreamTimeout
 from tokenyard.providers.http import stream_body
 from tokenyard.providers.toolcalls import ToolCallDeltas
+from tokenyard.providers.transport import Response
 from tokenyard.providers.zhipu.failure import classify, error_fields
 from tokenyard.providers.zhipu.response import finish_reason, usage_of
 from tokenyard.wire.json import JSONDecodeError, JSONObject, dumps, loads
@@ -32,7 +31,7 @@ from tokenyard.wire.usage import Usage
 class ZhipuStream:
     def __init__(
         self,
-        response: aiohttp.ClientResponse,
+        response: Response,
         *,
         provider: str,
         model: str,
@@ -61,11 +60,6 @@ class ZhipuStream:
                     yield dumps(chunk)
         except TimeoutError:
             raise UpstreamTimeout(f"provider {self._provider} went silent mid-stream") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(
-                f"provider {self._provider} broke off the stream: {type(exc).__name__}",
-                retryable=True,
-            ) from None
         if not self._finished:
             raise UpstreamError(
                 f"provider {self._provider} ended the stream before it finished", retryable=True
