@@ -903,3 +903,25 @@ def test_read_returns_a_body_larger_than_the_high_water_mark(framing: str) -> No
             return f"read {len(body)} bytes" + ("" if body == payload else ", not those sent")
 
     assert run(main()) == f"read {len(payload)} bytes"
+
+
+def test_a_second_answer_to_one_request_breaks_the_connection() -> None:
+    """An upstream that answers twice: the first answer stands, the connection is dropped
+    instead of carrying the stray answer into the next request."""
+    one = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+    async def main() -> tuple[bytes, tuple[int, int], int]:
+        async with serving(answering(one + one)) as up, pooled() as http:
+            response = await post(http, up)
+            body = await response.read()
+            await asyncio.sleep(0.05)  # the second answer arrives
+            response.release()
+            second = await post(http, up)
+            await second.read()
+            second.release()
+            return body, http.connections(), up.accepted
+
+    body, connections, accepted = run(main())
+    assert body == b"ok"
+    assert accepted == 2  # the second request needed a fresh connection
+    assert connections[0] == 0

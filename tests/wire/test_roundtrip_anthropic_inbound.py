@@ -308,7 +308,7 @@ def test_stream_there_and_back_is_the_same_message(
     adapter = AnthropicProvider(
         name="claude",
         base_url=bench.url,
-        session=bench.session,
+        client=bench.client,
         **TIMEOUTS,
     )
     translator = StreamTranslator(model="claude-public", message_id="msg_roundtrip")

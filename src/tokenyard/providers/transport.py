@@ -123,6 +123,8 @@ class Response:
         self._complete = False
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
 
     # -- fed by the connection ----------------------------------------------------------
 
@@ -215,17 +217,35 @@ class Response:
         return self._complete
 
     async def _wait(self) -> None:
+        """Until more of the body (or its end, or a failure) arrives; within the idle
+        timeout. One timer serves many waits: it is armed by the first, and when it fires
+        early (a later wait moved the deadline) it arms itself again for the rest."""
         loop = asyncio.get_running_loop()
         self._waiter = waiter = loop.create_future()
-        timer = None
         if self._idle_timeout_s is not None:
-            timer = loop.call_later(self._idle_timeout_s, _time_out, waiter)
+            self._deadline = loop.time() + self._idle_timeout_s
+            if self._timer is None:
+                self._timer = loop.call_at(self._deadline, self._check_idle)
         try:
             await waiter
         finally:
             self._waiter = None
-            if timer is not None:
-                timer.cancel()
+
+    def _check_idle(self) -> None:
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # not waiting: the next wait arms a timer again
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._deadline:
+            waiter.set_exception(TimeoutError())
+        else:
+            self._timer = loop.call_at(self._deadline, self._check_idle)
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _take(self) -> bytes:
         data = self._buffer[0] if len(self._buffer) == 1 else b"".join(self._buffer)
@@ -257,20 +277,17 @@ class Response:
     def release(self) -> None:
         """Done with the response: its connection back to the pool if the body was read to
         its end, closed otherwise. Idempotent."""
+        self._stop_timer()
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.done(reusable=self._complete and not self._buffer and self._error is None)
 
     def close(self) -> None:
         """Done with the response, and its connection closed whatever the state."""
+        self._stop_timer()
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.done(reusable=False)
-
-
-def _time_out(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
 
 
 class _Connection(asyncio.Protocol):
@@ -307,6 +324,8 @@ class _Connection(asyncio.Protocol):
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self._broken(TransportError(f"malformed HTTP response: {exc}"))
+        except Exception as exc:  # a callback refused (a second answer to one request…)
+            self._broken(TransportError(f"unexpected HTTP response: {type(exc).__name__}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -339,8 +358,8 @@ class _Connection(asyncio.Protocol):
             self._interim = True
             return
         response, head = self._response, self._head
-        assert response is not None
-        assert head is not None
+        if response is None or head is None:
+            raise TransportError("a second answer to one request")
         response._headers_done(status, raw, length, encoding)
         self._ends_at_close = length is None and not self._chunked
         self._chunked = False
@@ -386,8 +405,7 @@ class _Connection(asyncio.Protocol):
         """The exchange is over: back to the pool, or closed."""
         self._response = None
         if reusable and self._keep_alive and not self.closed and not self._paused:
-            self._parser = httptools.HttpResponseParser(self)
-            self._pool.idle(self)
+            self._pool.idle(self)  # the parser goes on with the next message as it is
         else:
             self._abort()
             self._pool.lost(self)
@@ -438,14 +456,17 @@ class HttpClient:
         conn = self._reuse(target.origin) or await self._connect(target.origin, connect_timeout_s)
         self._busy.add(conn)
         head = conn.send(request, idle_timeout_s)
+        timer = None
+        if idle_timeout_s is not None:
+            timer = asyncio.get_running_loop().call_later(idle_timeout_s, _expire, head)
         try:
-            if idle_timeout_s is None:
-                return await head
-            async with asyncio.timeout(idle_timeout_s):
-                return await head
+            return await head
         except BaseException:
             conn.done(reusable=False)  # cancelled or timed out: the upstream stops too
             raise
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     async def __aenter__(self) -> HttpClient:
         return self
@@ -518,6 +539,11 @@ class HttpClient:
         idle = self._idle.get(conn.origin)
         if idle and conn in idle:
             idle.remove(conn)
+
+
+def _expire(head: asyncio.Future[Response]) -> None:
+    if not head.done():
+        head.set_exception(TimeoutError())
 
 
 @functools.cache
