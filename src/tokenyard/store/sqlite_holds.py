@@ -1,6 +1,9 @@
 """Holds on SQLite: each a few indexed statements, run as an operation of the process's
 group-committing writer (sqlite_writer.py), so that a call returns once its transaction —
 shared with whatever else was queued in the same turn of the event loop — has committed.
+
+None of them raises to refuse: a refused hold or a repeated charge leaves the books as it
+found them and says so, so the writer's batch needs no savepoints (sqlite_writer.py).
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ import sqlite3
 from datetime import UTC, datetime
 
 from tokenyard.store.holds import Charge, HeldReservation, Refusal, charge_reference
-from tokenyard.store.sqlite_writer import Rollback, SqliteWriter
+from tokenyard.store.sqlite_writer import SqliteWriter
 
 
 def _now() -> tuple[str, str]:
@@ -34,7 +37,11 @@ def _reserve(conn: sqlite3.Connection, held: HeldReservation, owner: str) -> Ref
             (amount, held.key_id, amount),
         ).rowcount
     ):
-        raise Rollback("key")  # undoes the account's part
+        conn.execute(  # the account's part back
+            "UPDATE accounts SET reserved_nano = reserved_nano - ? WHERE id = ?",
+            (amount, held.account_id),
+        )
+        return "key"
     conn.execute(
         "INSERT INTO reservations (id, account_id, key_id, amount_nano, owner, created_at) "
         "VALUES (?, ?, ?, ?, ?, ?)",
@@ -60,11 +67,10 @@ def _unhold(conn: sqlite3.Connection, held: HeldReservation) -> bool:
 
 
 def _settle(conn: sqlite3.Connection, charge: Charge) -> bool:
-    held = HeldReservation(
-        charge.request_id, charge.account_id, charge.key_id, charge.reserved_nano
-    )
+    """Charge once: the ledger row first, whose unique reference refuses a second charge
+    before anything else is written; then the hold off and the cost on, one statement per
+    sum."""
     created, day = _now()
-    _unhold(conn, held)
     try:
         conn.execute(
             "INSERT INTO ledger (account_id, kind, amount_nano, reference, created_at, day, "
@@ -86,15 +92,19 @@ def _settle(conn: sqlite3.Connection, charge: Charge) -> bool:
             ),
         )
     except sqlite3.IntegrityError:
-        raise Rollback(False) from None  # charged before
+        return False  # charged before; the refused statement wrote nothing
+    held = conn.execute("DELETE FROM reservations WHERE id = ?", (charge.request_id,)).rowcount
+    reserved = charge.reserved_nano if held else 0  # released meanwhile: nothing to take off
     conn.execute(
-        "UPDATE accounts SET balance_nano = balance_nano - ? WHERE id = ?",
-        (charge.cost_nano, charge.account_id),
+        "UPDATE accounts SET balance_nano = balance_nano - ?, reserved_nano = reserved_nano - ? "
+        "WHERE id = ?",
+        (charge.cost_nano, reserved, charge.account_id),
     )
     if charge.key_id is not None:
         conn.execute(
-            "UPDATE api_keys SET spent_nano = spent_nano + ? WHERE id = ?",
-            (charge.cost_nano, charge.key_id),
+            "UPDATE api_keys SET spent_nano = spent_nano + ?, reserved_nano = reserved_nano - ? "
+            "WHERE id = ?",
+            (charge.cost_nano, reserved, charge.key_id),
         )
     return True
 

@@ -3,9 +3,10 @@
 Every write on the hot path — holds, charges, releases, request-log batches — is an
 *operation*: a function of a connection that runs inside a transaction it does not open.
 Operations queued during one turn of the event loop are committed together, in one
-transaction, each in its own savepoint; each caller's await returns once that transaction
-has committed, so a result is as durable as if it had been committed alone. One commit of
-eight holds costs about what two cost alone (docs/decisions/0013).
+transaction (an operation that raises undoes its own part only: see ``_commit``); each
+caller's await returns once that transaction has committed, so a result is as durable as
+if it had been committed alone. One commit of eight holds costs about what two cost alone
+(docs/decisions/0013).
 
 The transaction is a handful of indexed statements per operation and no fsync (WAL,
 synchronous=NORMAL): tens of microseconds, cheaper than any hop to a thread. So it runs on
@@ -42,14 +43,6 @@ CHECKPOINT_EVERY = 256
 """Commits on the event loop's connection between two checkpoints on the thread."""
 
 
-class Rollback(Exception):
-    """Raised by an operation to undo its own changes and still answer ``result``."""
-
-    def __init__(self, result: object):
-        super().__init__(result)
-        self.result = result
-
-
 @dataclass(slots=True)
 class _Outcome:
     result: object = None
@@ -72,10 +65,6 @@ def _apply(conn: sqlite3.Connection, operation: Operation) -> _Outcome:
     conn.execute("SAVEPOINT op")
     try:
         result = operation(conn)
-    except Rollback as undo:
-        conn.execute("ROLLBACK TO op")
-        conn.execute("RELEASE op")
-        return _Outcome(undo.result)
     except Exception as exc:
         conn.execute("ROLLBACK TO op")
         conn.execute("RELEASE op")
@@ -84,29 +73,26 @@ def _apply(conn: sqlite3.Connection, operation: Operation) -> _Outcome:
     return _Outcome(result)
 
 
-def _alone(conn: sqlite3.Connection, operation: Operation) -> _Outcome:
-    """The only operation of its transaction, which serves as its savepoint (two statements
-    fewer: a tenth of a hold's cost when requests come one at a time)."""
-    try:
-        return _Outcome(operation(conn))
-    except Rollback as undo:
-        conn.execute("ROLLBACK")
-        return _Outcome(undo.result)
-    except Exception as exc:
-        conn.execute("ROLLBACK")
-        return _Outcome(error=exc)
-
-
 def _commit(conn: sqlite3.Connection, operations: list[Operation]) -> list[_Outcome]:
-    """All ``operations`` in one transaction; raises (all undone) when it cannot commit."""
+    """All ``operations`` in one transaction; raises (all undone) when it cannot commit.
+
+    Optimistically, the operations run one after the other, without savepoints. Should one
+    raise, the transaction is rolled back and run again with each operation in its own
+    savepoint, so that the failure undoes its own part only. The hot path's operations do
+    not raise (a refused hold writes nothing and says so), so the slow way is for bugs and
+    broken databases: two statements fewer per operation on every request.
+    """
     conn.execute("BEGIN IMMEDIATE")
     try:
-        if len(operations) == 1:
-            outcomes = [_alone(conn, operations[0])]
-        else:
+        try:
+            outcomes = [_Outcome(operation(conn)) for operation in operations]
+        except Exception as exc:
+            conn.execute("ROLLBACK")
+            if len(operations) == 1:  # its transaction was its savepoint
+                return [_Outcome(error=exc)]
+            conn.execute("BEGIN IMMEDIATE")
             outcomes = [_apply(conn, operation) for operation in operations]
-        if conn.in_transaction:  # not when the only operation rolled back
-            conn.execute("COMMIT")
+        conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
@@ -135,7 +121,8 @@ class SqliteWriter:
 
     async def run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``operation`` in the next group commit; its result once committed. Its own
-        exceptions come back as they are, except SQLite's, which are ServiceUnavailable."""
+        exceptions come back as they are, except SQLite's, which are ServiceUnavailable.
+        It may run twice (``_commit``), so it must do nothing but use the connection."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         if not self._queue:
