@@ -25,7 +25,10 @@ STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("auth (keys, principal)", ("identity/",)),
     ("attempts, plan, health, pool", ("gateway/attempts", "routing/", "pool/", "gateway/budget")),
     ("provider adapter, wire", ("providers/openai", "wire/", "gateway/relay")),
-    ("upstream call (aiohttp client)", ("providers/http", "aiohttp/client", "aiohttp/connector")),
+    (
+        "upstream call (providers/transport)",
+        ("providers/http", "providers/transport", "httptools", "aiohttp/client"),
+    ),
     ("parse chat, flow", ("gateway/request", "gateway/flow", "server/client_api")),
     (
         "middleware, record, drain",

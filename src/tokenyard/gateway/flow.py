@@ -227,6 +227,8 @@ class Gateway:
             ), chosen[0]
         model = self.resolve(principal, request.model, "chat")
         check_fit(request, model)
+        if not fallbacks:  # the usual request: no copy on the hot path
+            return request, model
         return replace(request, fallback_models_resolved=fallbacks), model
 
     def read_chat(self, principal: Principal, body: JSONObject) -> ChatRequest:
