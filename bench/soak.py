@@ -1,15 +1,17 @@
 """Soak: many requests through the built-in simulator with billing and the request log on;
 the gateway's memory must level off and the books must balance.
 
-Usage: ``python bench/soak.py [--requests 1000000] [--concurrency 16] [--samples 20]``.
-See bench/README.md ("Soak"). Exits 1 when a check fails.
+Usage: ``python bench/soak.py [--requests 1000000] [--concurrency 16] [--samples 20]
+[--upstream simulator|http]``. See bench/README.md ("Soak"). Exits 1 when a check fails.
 
 One gateway process (``tokenyard serve``, one worker, SQLite in a temporary directory)
 serves ``simulator`` deployments (``api: simulator``: in-process, no network hop, answers
-at once) for one credited account and one client key. The client is the load generator's
-closed loop (bench/load.py) run in chunks, alternately non-streamed and streamed; after
-each chunk the gateway's RSS (VmRSS of its process tree) and the database's size on disk
-are sampled. Checks, at the end:
+at once) for one credited account and one client key. With ``--upstream http`` the
+deployment is ``api: openai`` on the stand-in upstream (``upstream.py``, on the client's
+core) instead, so that the upstream HTTP client and its connection pool soak too. The
+client is the load generator's closed loop (bench/load.py) run in chunks, alternately
+non-streamed and streamed; after each chunk the gateway's RSS (VmRSS of its process tree) and
+the database's size on disk are sampled. Checks, at the end:
 
 - **memory**: after the warm-up, every RSS sample stays within ``--rss-tolerance`` of the
   first sample after it. The warm-up is the first ``--warmup-share`` of the requests, and
@@ -45,8 +47,7 @@ admin_key: {admin_key}
 billing: {{currency: USD, markup: 0.10}}
 providers:
   sim:
-    api: simulator
-    simulator: {{ttft_ms: 0, tokens_per_s: 1000000000, max_output_tokens: 24}}
+{provider}
 models:
   bench-model:
     context_window: 32768
@@ -54,6 +55,15 @@ models:
     deployments:
       - {{provider: sim, model: sim-model, price: {{input: 0.5, output: 1.5}}}}
 """
+
+
+SIMULATOR = """\
+    api: simulator
+    simulator: {ttft_ms: 0, tokens_per_s: 1000000000, max_output_tokens: 24}"""
+HTTP = """\
+    api: openai
+    base_url: http://127.0.0.1:{port}/v1
+    keys: [{{key: sk-soak}}]"""
 
 
 @dataclass
@@ -76,6 +86,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rss-tolerance", type=float, default=0.10, help="allowed RSS drift")
     p.add_argument("--max-chunk-time", type=float, default=3600.0, help="seconds per chunk")
     p.add_argument("--gateway-cmd", default=None, help="command prefix instead of tokenyard")
+    p.add_argument(
+        "--upstream", choices=("simulator", "http"), default="simulator", help="see above"
+    )
     p.add_argument("--keep-tmp", action="store_true", help="keep the database and the log")
     p.add_argument("--json", type=Path, default=None, help="also write the samples here")
     return p.parse_args(argv)
@@ -225,7 +238,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     tmp = Path(tempfile.mkdtemp(prefix="tokenyard-soak-"))
     config = tmp / "soak.yaml"
-    config.write_text(CONFIG.format(tmp=tmp, admin_key=run.ADMIN_KEY))
+    upstream = None
+    provider = SIMULATOR
+    if args.upstream == "http":
+        up_port = procs.free_port()
+        script = str(Path(__file__).with_name("upstream.py"))
+        up_cmd = [sys.executable, script, "--port", str(up_port)]
+        upstream = procs.start("upstream", up_cmd, tmp / "upstream.log", client_core)
+        procs.wait_ready(upstream, f"http://127.0.0.1:{up_port}/health", 30)
+        provider = HTTP.format(port=up_port)
+    config.write_text(CONFIG.format(tmp=tmp, admin_key=run.ADMIN_KEY, provider=provider))
     port = procs.free_port()
     cmd = [*prefix, "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
     gateway = procs.start("tokenyard", cmd, tmp / "gateway.log", gw_core)
@@ -236,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         samples, sent = asyncio.run(drive(args, port, key, gateway.pid, tmp))
     finally:
         procs.stop(gateway, grace=60.0)  # SIGTERM: the request log is flushed before exit
+        if upstream is not None:
+            procs.stop(upstream)
     found = books(tmp / "soak.db")
     base, drift, steady = memory_verdict(samples, sent, args)
     errors = samples[-1].errors if samples else 0
