@@ -7,6 +7,7 @@ commits instead. If it did not, the WAL would grow without end."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -59,10 +60,12 @@ def test_the_wal_is_checkpointed_off_the_loop_while_writes_go_on(tmp_path: Path)
         return sizes
 
     sizes = asyncio.run(scenario())
-    # Growing by every commit, the WAL would end ROUNDS times its size after the first round.
-    # Reused from its start, it stays near that size: a checkpoint that a busy machine
-    # delays lets it grow by a part of a round, never by every round.
-    assert sizes[-1] < 2 * sizes[0], sizes
+    # Growing by every commit, the WAL grows in every round (5.3, 10.5, 15.8, 21.1 MB …).
+    # Reused from its start, it keeps its size; a checkpoint that a busy machine delays lets
+    # it grow in a round now and then (measured: once in 6 rounds while a soak ran beside
+    # it), never in most of them.
+    grew = sum(later > earlier for earlier, later in itertools.pairwise(sizes))
+    assert grew <= (ROUNDS - 1) // 2, sizes
 
 
 class Books:
