@@ -15,6 +15,8 @@ What it does, and no more, since it only ever talks to configured upstream APIs:
 - one idle connection per origin is reused last-in first-out; one idle for longer than
   ``keepalive_s``, or closed by the upstream, is dropped; a response read to its end goes
   back to the pool, anything else closes its connection (which cancels a generation);
+- a new connection tries the host's addresses 250 ms apart (happy eyeballs), all within
+  ``connect_timeout_s``; TLS is verified against the system's trust store and host name;
 - a response's body is buffered up to :data:`HIGH_WATER` bytes, beyond which the socket is
   no longer read until the reader catches up, as a slow client slows its upstream;
 - a streamed response's reads can be bounded by ``idle_timeout_s`` (``TimeoutError``).
@@ -500,7 +502,9 @@ class HttpClient:
         oldest_kept = time.monotonic() - self._keepalive_s
         while idle:
             conn = idle.pop()
-            if not conn.closed and conn.idle_since >= oldest_kept:
+            transport = conn.transport
+            alive = not conn.closed and transport is not None and not transport.is_closing()
+            if alive and conn.idle_since >= oldest_kept:
                 return conn
             conn._abort()
         return None
@@ -519,6 +523,9 @@ class HttpClient:
                     port,
                     ssl=tls,
                     server_hostname=host if tls is not None else None,
+                    # RFC 8305: the next address is tried after 250 ms, so that an IPv6
+                    # address with no route does not use up the whole connect timeout
+                    happy_eyeballs_delay=0.25,
                 )
         except TimeoutError:
             raise TransportError(f"connecting timed out after {timeout_s} s") from None
