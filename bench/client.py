@@ -1,4 +1,4 @@
-"""The upstream call alone: aiohttp's client against tokenyard's (providers/transport.py).
+"""The upstream call alone: aiohttp's client against tokenyard's (providers/transport/).
 
 Usage: ``python bench/client.py [--requests 20000] [--concurrency 1,16]``.
 

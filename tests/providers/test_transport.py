@@ -1,4 +1,4 @@
-"""The upstream HTTP/1.1 client (providers/transport.py) against stand-in upstreams that are
+"""The upstream HTTP/1.1 client (providers/transport/) against stand-in upstreams that are
 real sockets on 127.0.0.1 sending exact bytes, so framing and timing are what the test says.
 
 It proves: the request's bytes (our framing, the caller's headers, none doubled, none able to
@@ -25,6 +25,8 @@ from typing import Any, TypeVar
 import pytest
 
 from tokenyard.providers.transport import HIGH_WATER, HttpClient, Response, TransportError
+
+pytestmark = pytest.mark.usefixtures("any_loop")  # every test on uvloop and on asyncio
 
 T = TypeVar("T")
 

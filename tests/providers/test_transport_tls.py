@@ -20,6 +20,8 @@ from cryptography.x509.oid import NameOID
 
 from tokenyard.providers.transport import HttpClient, TransportError
 
+pytestmark = pytest.mark.usefixtures("any_loop")  # every test on uvloop and on asyncio
+
 ANSWER = b'HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{"ok":true}'
 
 

@@ -58,7 +58,7 @@ class ErrorMapper(Protocol):
 
 
 class UpstreamHttp:
-    """POSTs to one upstream through the composition root's client (providers/transport.py)."""
+    """POSTs to one upstream through the composition root's client (providers/transport/)."""
 
     def __init__(
         self,
