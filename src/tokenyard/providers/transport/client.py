@@ -17,7 +17,6 @@ from tokenyard.providers.transport.response import Response, TransportError
 
 USER_AGENT = "tokenyard"
 _OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
-_URLS_CACHED = 1024
 
 
 class _Target:
@@ -36,19 +35,16 @@ class _Target:
         self.head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\n"
 
 
-_HEADERS_CACHED = 1024
-_header_cache: dict[tuple[tuple[str, str], ...], str] = {}
+@functools.lru_cache(maxsize=1024)
+def _target(url: str) -> _Target:
+    """:class:`_Target`, remembered: a provider calls the same few URLs."""
+    return _Target(url)
 
 
-def _header_block(headers: Mapping[str, str]) -> str:
+@functools.lru_cache(maxsize=1024)
+def _header_block(headers: tuple[tuple[str, str], ...]) -> str:
     """:func:`_header_lines`, remembered: a provider sends the same few sets (per key)."""
-    key = tuple(headers.items())
-    block = _header_cache.get(key)
-    if block is None:
-        if len(_header_cache) >= _HEADERS_CACHED:
-            _header_cache.clear()
-        block = _header_cache[key] = _header_lines(headers)
-    return block
+    return _header_lines(dict(headers))
 
 
 def _header_lines(headers: Mapping[str, str]) -> str:
@@ -77,7 +73,6 @@ class HttpClient:
         self._ssl = ssl_context
         self._idle: dict[Origin, list[Connection]] = {}
         self._busy: set[Connection] = set()
-        self._targets: dict[str, _Target] = {}
         self._closed = False
 
     async def post(
@@ -91,13 +86,9 @@ class HttpClient:
     ) -> Response:
         """Send the request and wait for the response's headers (bounded by the caller, and
         by ``idle_timeout_s`` when given, as every later read of the body is)."""
-        target = self._target(url)
-        request = (
-            f"{target.head}{_header_block(headers)}Content-Length: {len(body)}\r\n\r\n".encode(
-                "latin-1"
-            )
-            + body
-        )
+        target = _target(url)
+        lines = f"{target.head}{_header_block(tuple(headers.items()))}"
+        request = f"{lines}Content-Length: {len(body)}\r\n\r\n".encode("latin-1") + body
         conn = self._reuse(target.origin) or await self._connect(target.origin, connect_timeout_s)
         self._busy.add(conn)
         head = conn.send(request, idle_timeout_s)
@@ -132,14 +123,6 @@ class HttpClient:
 
     # -- the pool ---------------------------------------------------------------------------
 
-    def _target(self, url: str) -> _Target:
-        target = self._targets.get(url)
-        if target is None:
-            if len(self._targets) >= _URLS_CACHED:
-                self._targets.clear()
-            target = self._targets[url] = _Target(url)
-        return target
-
     def _reuse(self, origin: Origin) -> Connection | None:
         idle = self._idle.get(origin)
         oldest_kept = time.monotonic() - self._keepalive_s
@@ -162,7 +145,7 @@ class HttpClient:
         scheme, host, port = origin
         tls = (self._ssl or _default_tls()) if scheme == "https" else None
         loop = asyncio.get_running_loop()
-        sock = None
+        sock = conn = None
         try:
             async with asyncio.timeout(timeout_s):
                 addresses = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -174,14 +157,12 @@ class HttpClient:
                     server_hostname=host if tls is not None else None,
                 )
         except TimeoutError:
-            _close(sock)
             raise TransportError(f"connecting timed out after {timeout_s} s") from None
-        except (OSError, ssl.SSLError) as exc:
-            _close(sock)
+        except OSError as exc:  # ssl.SSLError included
             raise TransportError(f"could not connect: {type(exc).__name__}") from None
-        except BaseException:
-            _close(sock)
-            raise
+        finally:
+            if conn is None and sock is not None:  # never became a connection's
+                sock.close()
         return conn
 
     def idle(self, conn: Connection) -> None:
@@ -197,13 +178,6 @@ class HttpClient:
         idle = self._idle.get(conn.origin)
         if idle and conn in idle:
             idle.remove(conn)
-
-
-def _close(sock: socket.socket | None) -> None:
-    """A socket that never became a connection's (once it has, closing the socket is
-    harmless: the transport owns it and is already closed)."""
-    if sock is not None:
-        sock.close()
 
 
 def _expire(head: asyncio.Future[Response]) -> None:

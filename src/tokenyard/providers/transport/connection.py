@@ -78,8 +78,8 @@ class Connection(asyncio.Protocol):
             self._chunked = b"chunked" in value.lower()
 
     def on_headers_complete(self) -> None:
-        raw, length, encoding = self._raw, self._length, self._encoding
-        self._raw, self._length, self._encoding = [], None, None
+        raw, length, encoding, chunked = self._raw, self._length, self._encoding, self._chunked
+        self._raw, self._length, self._encoding, self._chunked = [], None, None, False
         status = self._parser.get_status_code()
         if 100 <= status < 200:  # an interim answer (103 Early Hints…): the real one follows
             self._interim = True
@@ -88,8 +88,7 @@ class Connection(asyncio.Protocol):
         if response is None or head is None:
             raise TransportError("a second answer to one request")
         response._headers_done(status, raw, length, encoding)
-        self._ends_at_close = length is None and not self._chunked
-        self._chunked = False
+        self._ends_at_close = length is None and not chunked
         self._head = None
         if not head.done():
             head.set_result(response)

@@ -40,6 +40,7 @@ class Response:
         self._buffer: deque[bytes] = deque()
         self._buffered = 0
         self._inflate: zlib._Decompress | None = None
+        self._deflate = False  # Content-Encoding: deflate (zlib-wrapped, or raw by some servers)
         self._inflated = False  # some output came: the format guess was right
         self._complete = False
         self._error: BaseException | None = None
@@ -71,8 +72,10 @@ class Response:
         self.status = status
         self._raw_headers = raw
         self.content_length = int(length) if length is not None and length.isdigit() else None
-        if encoding is not None and encoding.strip().lower() in (b"gzip", b"deflate"):
+        coding = encoding.strip().lower() if encoding is not None else b""
+        if coding in (b"gzip", b"deflate"):
             self._inflate = zlib.decompressobj(47)  # gzip or zlib header, either
+            self._deflate = coding == b"deflate"
             self.content_length = None  # what it unpacks to is unknown
 
     def _feed(self, data: bytes) -> None:
@@ -82,7 +85,7 @@ class Response:
             try:
                 data = self._inflate.decompress(data)
             except zlib.error:
-                if not self._inflated and b"deflate" in self._encoding():
+                if self._deflate and not self._inflated:
                     self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate
                     self._feed(data)
                     return
@@ -95,11 +98,6 @@ class Response:
             if self._buffered > HIGH_WATER and self._conn is not None:
                 self._conn.pause()
             self._wake()
-
-    def _encoding(self) -> bytes:
-        return b",".join(
-            v.lower() for n, v in self._raw_headers if n.lower() == b"content-encoding"
-        )
 
     def _finish(self) -> None:
         if self._error is not None:
@@ -163,11 +161,6 @@ class Response:
         else:
             self._timer = loop.call_at(self._deadline, self._check_idle)
 
-    def _stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
     def _take(self) -> bytes:
         data = self._buffer[0] if len(self._buffer) == 1 else b"".join(self._buffer)
         self._buffer.clear()
@@ -198,14 +191,16 @@ class Response:
     def release(self) -> None:
         """Done with the response: its connection back to the pool if the body was read to
         its end, closed otherwise. Idempotent."""
-        self._stop_timer()
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.done(reusable=self._complete and not self._buffer and self._error is None)
+        self._end(reusable=self._complete and not self._buffer and self._error is None)
 
     def close(self) -> None:
         """Done with the response, and its connection closed whatever the state."""
-        self._stop_timer()
+        self._end(reusable=False)
+
+    def _end(self, *, reusable: bool) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         conn, self._conn = self._conn, None
         if conn is not None:
-            conn.done(reusable=False)
+            conn.done(reusable=reusable)
