@@ -50,26 +50,36 @@ def _reserve(conn: sqlite3.Connection, held: HeldReservation, owner: str) -> Ref
     return None
 
 
-def _unhold(conn: sqlite3.Connection, held: HeldReservation) -> bool:
-    """Delete the reservation and take it off the sums; False when there was none."""
-    if not conn.execute("DELETE FROM reservations WHERE id = ?", (held.id,)).rowcount:
+def _take_off(conn: sqlite3.Connection, held: HeldReservation, cost_nano: int) -> bool:
+    """Delete the reservation, take it off the sums and put ``cost_nano`` on them, one
+    UPDATE per row (account, key); False when there was no reservation (released meanwhile:
+    only the cost, if any, goes on)."""
+    found = conn.execute("DELETE FROM reservations WHERE id = ?", (held.id,)).rowcount > 0
+    if not found and not cost_nano:
         return False
+    reserved = held.amount_nano if found else 0
     conn.execute(
-        "UPDATE accounts SET reserved_nano = reserved_nano - ? WHERE id = ?",
-        (held.amount_nano, held.account_id),
+        "UPDATE accounts SET balance_nano = balance_nano - ?, reserved_nano = reserved_nano - ? "
+        "WHERE id = ?",
+        (cost_nano, reserved, held.account_id),
     )
     if held.key_id is not None:
         conn.execute(
-            "UPDATE api_keys SET reserved_nano = reserved_nano - ? WHERE id = ?",
-            (held.amount_nano, held.key_id),
+            "UPDATE api_keys SET spent_nano = spent_nano + ?, reserved_nano = reserved_nano - ? "
+            "WHERE id = ?",
+            (cost_nano, reserved, held.key_id),
         )
-    return True
+    return found
+
+
+def _unhold(conn: sqlite3.Connection, held: HeldReservation) -> bool:
+    """Release: the reservation off the sums, nothing charged; False when there was none."""
+    return _take_off(conn, held, 0)
 
 
 def _settle(conn: sqlite3.Connection, charge: Charge) -> bool:
     """Charge once: the ledger row first, whose unique reference refuses a second charge
-    before anything else is written; then the hold off and the cost on, one statement per
-    sum."""
+    before anything else is written; then the hold off and the cost on."""
     created, day = _now()
     try:
         conn.execute(
@@ -93,19 +103,10 @@ def _settle(conn: sqlite3.Connection, charge: Charge) -> bool:
         )
     except sqlite3.IntegrityError:
         return False  # charged before; the refused statement wrote nothing
-    held = conn.execute("DELETE FROM reservations WHERE id = ?", (charge.request_id,)).rowcount
-    reserved = charge.reserved_nano if held else 0  # released meanwhile: nothing to take off
-    conn.execute(
-        "UPDATE accounts SET balance_nano = balance_nano - ?, reserved_nano = reserved_nano - ? "
-        "WHERE id = ?",
-        (charge.cost_nano, reserved, charge.account_id),
+    held = HeldReservation(
+        charge.request_id, charge.account_id, charge.key_id, charge.reserved_nano
     )
-    if charge.key_id is not None:
-        conn.execute(
-            "UPDATE api_keys SET spent_nano = spent_nano + ?, reserved_nano = reserved_nano - ? "
-            "WHERE id = ?",
-            (charge.cost_nano, reserved, charge.key_id),
-        )
+    _take_off(conn, held, charge.cost_nano)
     return True
 
 
