@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 
@@ -31,10 +32,29 @@ HEADERS = {"Authorization": "Bearer sk-bench", "Content-Type": "application/json
 WARMUP = 500
 
 
+class Answer(Protocol):
+    """What both clients' responses offer: the whole body, then back to the pool."""
+
+    async def read(self) -> bytes: ...
+
+    def release(self) -> None: ...
+
+
 async def measure(
-    call: Callable[[], Awaitable[bytes]], requests: int, concurrency: int
+    send: Callable[[], Awaitable[Answer]], requests: int, concurrency: int
 ) -> tuple[float, float]:
-    """(CPU µs per call, calls per second) of ``requests`` calls by ``concurrency`` callers."""
+    """(CPU µs per call, calls per second) of ``requests`` calls by ``concurrency`` callers;
+    a call is ``send()`` and a read of the whole answer, each within the gateway's bounds."""
+
+    async def call() -> bytes:
+        async with asyncio.timeout(30):
+            response = await send()
+        try:
+            async with asyncio.timeout(30):
+                return await response.read()
+        finally:
+            response.release()
+
     for _ in range(WARMUP):
         await call()
     left = requests
@@ -54,32 +74,18 @@ async def measure(
 async def with_aiohttp(url: str, requests: int, concurrency: int) -> tuple[float, float]:
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
-
-        async def call() -> bytes:
-            async with asyncio.timeout(30):
-                response = await session.post(url, data=BODY, headers=HEADERS, timeout=timeout)
-            try:
-                async with asyncio.timeout(30):
-                    return await response.read()
-            finally:
-                response.release()
-
-        return await measure(call, requests, concurrency)
+        return await measure(
+            lambda: session.post(url, data=BODY, headers=HEADERS, timeout=timeout),
+            requests,
+            concurrency,
+        )
 
 
 async def with_transport(url: str, requests: int, concurrency: int) -> tuple[float, float]:
     async with HttpClient() as client:
-
-        async def call() -> bytes:
-            async with asyncio.timeout(30):
-                response = await client.post(url, BODY, HEADERS, connect_timeout_s=10)
-            try:
-                async with asyncio.timeout(30):
-                    return await response.read()
-            finally:
-                response.release()
-
-        return await measure(call, requests, concurrency)
+        return await measure(
+            lambda: client.post(url, BODY, HEADERS, connect_timeout_s=10), requests, concurrency
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
