@@ -562,6 +562,26 @@ def test_an_idle_connection_the_upstream_closes_leaves_the_pool() -> None:
     assert run(main()) == ((0, 1), True, 2, b'{"ok":true}')
 
 
+def test_a_pooled_connection_already_closing_is_not_reused() -> None:
+    """A connection whose transport is closing, before its loss is even reported (the
+    protocol hears of it a loop turn later), is not handed out for the next request."""
+
+    async def main() -> tuple[int, bytes]:
+        async with serving(answering(OK)) as up, pooled() as http:
+            first = await post(http, up)
+            await first.read()
+            first.release()
+            (idle,) = [conn for pooled_ in http._idle.values() for conn in pooled_]
+            assert idle.transport is not None
+            idle.transport.close()  # closing now, connection_lost not yet called
+            again = await post(http, up)
+            body = await again.read()
+            again.release()
+            return up.accepted, body
+
+    assert run(main()) == (2, b'{"ok":true}')
+
+
 def test_an_idle_connection_the_upstream_talks_on_is_dropped() -> None:
     async def main() -> tuple[bool, bool]:
         async def with_stray_bytes(
