@@ -342,26 +342,15 @@ def test_the_websocket_session_the_adapter_made_is_closed_with_it(spark: SparkSt
     """The HTTP client is the composition root's; the WebSocket session is the adapter's
     own, made on its first WebSocket call and closed by ``close()``."""
 
-    async def main() -> tuple[bool, bool, bool]:
-        async with HttpClient() as client:
-            provider = SparkProvider(
-                name="spark",
-                base_url=spark.http_base_url,
-                ws_base_url=spark.ws_base_url,
-                client=client,
-                timeout_s=5,
-                connect_timeout_s=1,
-                first_byte_timeout_s=1,
-                idle_timeout_s=1,
-            )
-            before = provider._ws._session is None
-            await provider.chat(Call(body={"messages": USER}, upstream_model="max", api_key=WS_KEY))
-            session = provider._ws._session
-            assert session is not None
-            await provider.close()
-            return before, session.closed, provider._ws._session is None
+    async def run(provider: SparkProvider) -> tuple[bool, bool, bool]:
+        before = provider._ws._session is None
+        await provider.chat(Call(body={"messages": USER}, upstream_model="max", api_key=WS_KEY))
+        session = provider._ws._session
+        assert session is not None
+        await provider.close()
+        return before, session.closed, provider._ws._session is None
 
-    assert asyncio.run(main()) == (True, True, True)
+    assert with_provider(spark, run) == (True, True, True)
 
 
 def test_ws_stream_event_by_event(spark: SparkStandIn) -> None:
