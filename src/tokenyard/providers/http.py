@@ -174,12 +174,13 @@ async def stream_body(response: Response, provider: str) -> AsyncIterator[bytes]
     lines; a line (one event) longer than MAX_RESPONSE_BYTES fails the stream, retryable, as
     does a connection that breaks off. Silence longer than ``idle_timeout_s`` raises
     ``TimeoutError``, which the family words (a silent stream is not a broken one)."""
-    since_line_end = 0
+    open_line = 0  # bytes of the last line, not yet ended
     try:
         async for chunk in response.chunks():
-            end = chunk.rfind(b"\n")
-            since_line_end = len(chunk) - end - 1 if end != -1 else since_line_end + len(chunk)
-            if since_line_end > MAX_RESPONSE_BYTES:
+            ends = chunk.find(b"\n")
+            line = open_line + (len(chunk) if ends == -1 else ends)  # the line, in full if ended
+            open_line = line if ends == -1 else len(chunk) - chunk.rfind(b"\n") - 1
+            if line > MAX_RESPONSE_BYTES:
                 raise UpstreamError(
                     f"provider {provider} sent a stream event over {MAX_RESPONSE_BYTES} bytes",
                     retryable=True,
