@@ -13,12 +13,14 @@ from tokenyard.gateway.relay import Served
 from tokenyard.identity.service import Principal
 from tokenyard.routing.auto import explain, parse_auto
 from tokenyard.routing.catalog import PublicModel
+from tokenyard.server.exchange import AiohttpExchange, Exchange
 from tokenyard.server.generation import generation_of
 from tokenyard.server.http import (
     REQUEST_ID,
-    REQUEST_ID_KEY,
     bearer,
+    check_message_count,
     check_messages,
+    credential,
     json_response,
     read_json,
 )
@@ -29,7 +31,7 @@ from tokenyard.server.middleware import (
     note_first_byte,
     note_request,
 )
-from tokenyard.server.state import IDENTITY, REPORTS
+from tokenyard.server.state import IDENTITY, LIMITS, REPORTS
 from tokenyard.store.reports import UsageFilter
 from tokenyard.wire.json import dumps
 from tokenyard.wire.sse import frame
@@ -39,9 +41,9 @@ async def _principal(request: web.Request) -> Principal:
     return note_caller(await request.app[IDENTITY].authenticate(bearer(request)))
 
 
-def served_headers(request: web.Request, served: Served) -> dict[str, str]:
+def answer_headers(request_id: str, served: Served) -> dict[str, str]:
     return {
-        REQUEST_ID: request[REQUEST_ID_KEY],
+        REQUEST_ID: request_id,
         "x-tokenyard-model": served.model,
         "x-tokenyard-provider": served.provider,
         "x-tokenyard-attempts": str(served.attempts),
@@ -49,56 +51,70 @@ def served_headers(request: web.Request, served: Served) -> dict[str, str]:
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    principal = await _principal(request)
-    gateway = generation_of(request).gateway
-    body = await read_json(request)
-    check_messages(request, body)
+    exchange = AiohttpExchange(request)
+    await chat(exchange)
+    return exchange.answered()
+
+
+async def chat(exchange: Exchange) -> None:
+    """``POST /v1/chat/completions`` on either HTTP server (server/exchange.py)."""
+    app = exchange.app
+    principal = note_caller(await app[IDENTITY].authenticate(credential(exchange.headers)))
+    gateway = exchange.generation.gateway
+    body = await exchange.json()
+    check_message_count(app[LIMITS], body)
     chat, model = await gateway.parse_chat(principal, body)
     note_request(chat.model, stream=chat.stream)
-    request_id = request[REQUEST_ID_KEY]
+    request_id = exchange.request_id
     route = {"x-tokenyard-route": chat.route} if chat.route else {}
     if not chat.stream:
         done = await gateway.complete(request_id, principal, chat, model)
-        headers = {**served_headers(request, done.served), **route}
+        headers = {**answer_headers(request_id, done.served), **route}
         headers["x-tokenyard-cost"] = done.served.cost
-        return json_response(done.body, headers=headers)
+        exchange.answer(done.body, headers)
+        return
     relay = await gateway.stream(request_id, principal, chat, model)
-    response = web.StreamResponse(
-        headers={
-            **served_headers(request, relay.served),
-            **route,
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-        }
-    )
     frames = relay.frames()
     try:
-        await response.prepare(request)
+        await exchange.open_stream(
+            {
+                **answer_headers(request_id, relay.served),
+                **route,
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+            }
+        )
         async for data in frames:
             note_first_byte()
-            await response.write(data)
+            await exchange.write(data)
         if relay.failure is not None:
             note_error(relay.failure)
     except ConnectionResetError:  # the client left: closing the frames closes the upstream
         note_client_left()  # and charges
     except TokenyardError as exc:  # the charge could not be committed: no final [DONE]
         note_error(exc)
-        await response.write(frame(dumps(exc.body())))
+        await exchange.write(frame(dumps(exc.body())))
     finally:
         await frames.aclose()
         await relay.aclose()
-    return response
 
 
-async def embeddings(request: web.Request) -> web.Response:
-    principal = await _principal(request)
-    body = await read_json(request)
+async def embeddings(request: web.Request) -> web.StreamResponse:
+    exchange = AiohttpExchange(request)
+    await embed(exchange)
+    return exchange.answered()
+
+
+async def embed(exchange: Exchange) -> None:
+    """``POST /v1/embeddings`` on either HTTP server (server/exchange.py)."""
+    principal = note_caller(await exchange.app[IDENTITY].authenticate(credential(exchange.headers)))
+    body = await exchange.json()
     note_request(str(body.get("model")), stream=False)
-    done = await generation_of(request).gateway.embed(request[REQUEST_ID_KEY], principal, body)
-    headers = served_headers(request, done.served)
+    done = await exchange.generation.gateway.embed(exchange.request_id, principal, body)
+    headers = answer_headers(exchange.request_id, done.served)
     headers["x-tokenyard-cost"] = done.served.cost
-    return json_response(done.body, headers=headers)
+    exchange.answer(done.body, headers)
 
 
 def _model_entry(model: PublicModel) -> dict[str, object]:

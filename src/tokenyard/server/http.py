@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
+from tokenyard.config.schema import ServerConfig
 from tokenyard.errors import InvalidRequest, RequestTimeout, RequestTooLarge
 from tokenyard.server.state import LIMITS
 from tokenyard.wire.json import JSONDecodeError, JSONObject, dumps, loads
@@ -44,10 +46,13 @@ async def read_body(request: web.Request) -> bytes:
 
 
 async def read_json(request: web.Request) -> JSONObject:
-    """The body as a JSON object, within the limits: size (413), time (408), nesting (400).
-    Invalid UTF-8 and lone surrogates are malformed JSON to the codec (400)."""
-    limits = request.app[LIMITS]
-    raw = await read_body(request)
+    """The body as a JSON object, within the limits: size (413), time (408), nesting (400)."""
+    return parse_json(await read_body(request), request.app[LIMITS])
+
+
+def parse_json(raw: bytes, limits: ServerConfig) -> JSONObject:
+    """A body as a JSON object within ``limits`` on nesting (400). Invalid UTF-8 and lone
+    surrogates are malformed JSON to the codec (400)."""
     try:
         body = loads(raw)
     except JSONDecodeError:
@@ -79,9 +84,13 @@ def _deeper_than(body: JSONObject, limit: int) -> bool:
 
 
 def check_messages(request: web.Request, body: JSONObject) -> None:
+    check_message_count(request.app[LIMITS], body)
+
+
+def check_message_count(limits: ServerConfig, body: JSONObject) -> None:
     """At most ``server.max_messages`` chat messages (the rest is checked with the chat)."""
     messages = body.get("messages")
-    limit = request.app[LIMITS].max_messages
+    limit = limits.max_messages
     if isinstance(messages, list) and len(messages) > limit:
         raise InvalidRequest(
             f"messages has {len(messages)} entries; at most {limit} are accepted",
@@ -90,12 +99,16 @@ def check_messages(request: web.Request, body: JSONObject) -> None:
 
 
 def bearer(request: web.Request) -> str | None:
+    return credential(request.headers)
+
+
+def credential(headers: Mapping[str, str]) -> str | None:
     """The credential of ``Authorization: Bearer`` or ``x-api-key``. Keys are ASCII: any
     other text cannot match one and is passed on as an empty, invalid credential."""
-    header = request.headers.get("Authorization")
+    header = headers.get("Authorization")
     if header is not None:
         scheme, _, token = header.partition(" ")
-        credential = token.strip() if scheme.lower() == "bearer" else None
+        found = token.strip() if scheme.lower() == "bearer" else None
     else:
-        credential = request.headers.get("x-api-key")
-    return credential if credential is None or credential.isascii() else ""
+        found = headers.get("x-api-key")
+    return found if found is None or found.isascii() else ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
@@ -25,7 +25,7 @@ from tokenyard.server.state import SINKS
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_INTERNAL = {
+INTERNAL = {
     "error": {
         "message": "internal error",
         "type": "server_error",
@@ -35,13 +35,35 @@ _INTERNAL = {
 }
 
 
-def error_response(exc: TokenyardError, request_id: str) -> web.Response:
+def error_headers(exc: TokenyardError, request_id: str) -> dict[str, str]:
     headers = {REQUEST_ID: request_id}
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(exc.retry_after_s)
     elif isinstance(exc, UpstreamError) and exc.status in (429, 503) and exc.retry_after_s:
         headers["Retry-After"] = str(int(exc.retry_after_s + 0.999))
-    return json_response(exc.body(), status=exc.status, headers=headers)
+    return headers
+
+
+def error_response(exc: TokenyardError, request_id: str) -> web.Response:
+    return json_response(exc.body(), status=exc.status, headers=error_headers(exc, request_id))
+
+
+def failed(exc: TokenyardError, request_id: str) -> None:
+    """An error is the answer: the record says so, and the log too when it is ours (5xx)."""
+    note_error(exc)
+    if exc.status >= 500:
+        log.warning(
+            "request failed",
+            extra={"fields": {"request_id": request_id, "status": exc.status, "code": exc.code}},
+        )
+
+
+def crashed(request_id: str) -> None:
+    """A bug: logged with its trace (called from ``except``); the answer is ``INTERNAL``."""
+    log.exception("unhandled error", extra={"fields": {"request_id": request_id}})
+    record = current()
+    if record is not None:
+        record.fail("server_error", "internal_error")
 
 
 def _from_http(exc: web.HTTPException) -> TokenyardError:
@@ -60,34 +82,60 @@ RECORDED = {
 """The client API paths whose requests are recorded (metrics, request log, traces)."""
 
 
+def new_request_id() -> str:
+    return "req_" + secrets.token_hex(12)
+
+
 @web.middleware
 async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request_id = "req_" + secrets.token_hex(12)
+    request_id = new_request_id()
     request[REQUEST_ID_KEY] = request_id
     operation = RECORDED.get(request.path)
     if operation is None:
         return await _answer(request, handler, request_id)
-    record = RequestRecord(request_id, operation)
-    record.traceparent = request.headers.get("traceparent")  # a trace span's parent
-    record.tracestate = request.headers.get("tracestate")
-    token = CURRENT.set(record)
-    try:
+    with Recording(request_id, operation, request.headers, request.app.get(SINKS)) as recording:
         response = await _answer(request, handler, request_id)
-        record.finish(response.status)
+        recording.record.finish(response.status)
         return response
-    except BaseException:  # cancelled: the client hung up, or the shutdown ended the stream
-        if record.ttft_ms is None:
-            record.finish(499)  # before an answer (nginx's number for it)
-        else:  # during a stream: its 200 went out, the rest did not
-            if record.error_type is None:  # an error the stream was ended with stands
-                record.fail("client_disconnected", None)
-            record.finish(200)
-        raise
-    finally:
-        CURRENT.reset(token)
-        sinks = request.app.get(SINKS)
-        if sinks:  # after this turn of the loop: no sink delays the answer
-            asyncio.get_running_loop().call_soon(_emit, sinks, record)
+
+
+class Recording:
+    """The record of one client API request (obs/record.py), current while it is handled:
+    what happened is put into it on the way, and it goes to the sinks (metrics, request log,
+    traces) once the request is over, on the loop's next turn so no sink delays the answer.
+    The caller finishes it with the status it answered; ending with an exception (cancelled:
+    the client hung up, or the shutdown ended the stream) finishes it here."""
+
+    __slots__ = ("_sinks", "_token", "record")
+
+    def __init__(
+        self,
+        request_id: str,
+        operation: str,
+        headers: Mapping[str, str],
+        sinks: list[Sink] | None,
+    ) -> None:
+        self.record = RequestRecord(request_id, operation)
+        self.record.traceparent = headers.get("traceparent")  # a trace span's parent
+        self.record.tracestate = headers.get("tracestate")
+        self._sinks = sinks
+
+    def __enter__(self) -> Recording:
+        self._token = CURRENT.set(self.record)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        record = self.record
+        if kind is not None:
+            if record.ttft_ms is None:
+                record.finish(499)  # before an answer (nginx's number for it)
+            else:  # during a stream: its 200 went out, the rest did not
+                if record.error_type is None:  # an error the stream was ended with stands
+                    record.fail("client_disconnected", None)
+                record.finish(200)
+        CURRENT.reset(self._token)
+        if self._sinks:
+            asyncio.get_running_loop().call_soon(_emit, self._sinks, record)
 
 
 def _emit(sinks: list[Sink], record: RequestRecord) -> None:
@@ -137,25 +185,15 @@ async def _answer(request: web.Request, handler: Handler, request_id: str) -> we
     try:
         response = await handler(request)
     except TokenyardError as exc:
-        note_error(exc)
-        if exc.status >= 500:
-            log.warning(
-                "request failed",
-                extra={
-                    "fields": {"request_id": request_id, "status": exc.status, "code": exc.code}
-                },
-            )
+        failed(exc, request_id)
         return error_response(exc, request_id)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         return error_response(_from_http(exc), request_id)
     except Exception:
-        log.exception("unhandled error", extra={"fields": {"request_id": request_id}})
-        record = current()
-        if record is not None:
-            record.fail("server_error", "internal_error")
-        return json_response(_INTERNAL, status=500, headers={REQUEST_ID: request_id})
+        crashed(request_id)
+        return json_response(INTERNAL, status=500, headers={REQUEST_ID: request_id})
     if not response.prepared:
         response.headers[REQUEST_ID] = request_id
     return response

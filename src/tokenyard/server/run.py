@@ -28,6 +28,7 @@ from tokenyard.identity.revocation import RevocationEpoch, SharedEpoch
 from tokenyard.obs.exposition import forget_process, use_multiprocess
 from tokenyard.server.app import build_app
 from tokenyard.server.metrics_api import open_listener
+from tokenyard.server.native.service import Service, listen
 from tokenyard.server.reload import RELOADER
 from tokenyard.server.shutdown import DRAIN
 from tokenyard.server.state import LIMITS
@@ -71,10 +72,14 @@ async def serve_app(
         max_headers=limits.max_headers,
     )
     await runner.setup()
+    assert runner.server is not None
+    # The port is ours: the hot paths are answered by our own server, every other route by
+    # aiohttp, to which a connection is handed (server/native/, decision 0015).
+    service = Service(app, runner.server)
+    listener: asyncio.Server | None = None
     metrics: web.AppRunner | None = None
     try:
-        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=1024)
-        await site.start()
+        listener = await listen(service, host, port, reuse_port=reuse_port)
         metrics = await open_listener(app, reuse_port=reuse_port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -87,23 +92,19 @@ async def serve_app(
         if on_ready is not None:
             await on_ready()
         await stop.wait()
-        await stop_accepting(runner)
+        listener.close()  # new connections are refused
+        service.stop_accepting()
+        runner.server.pre_shutdown()
         drain = app[DRAIN]
         log.info("stopping: draining", extra={"fields": {"in_flight": drain.in_flight}})
         await drain.drain(limits.shutdown_timeout_s)
     finally:  # the app's cleanup settles, releases, flushes the request log, closes
+        if listener is not None:
+            listener.close()
+        service.close()
         if metrics is not None:
             await metrics.cleanup()
         await runner.cleanup()
-
-
-async def stop_accepting(runner: web.AppRunner) -> None:
-    """Close the listening sockets (new connections are refused) and every idle keep-alive
-    connection; a busy one closes once its answer is written."""
-    for site in list(runner.sites):
-        await site.stop()
-    if runner.server is not None:
-        runner.server.pre_shutdown()
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -33,35 +34,51 @@ END_GRACE_S = 5.0
 """After the deadline, how long cancelled requests get to settle and write their end."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+T = TypeVar("T")
 
 
 class Drain:
     def __init__(self) -> None:
-        self._running: dict[asyncio.Task[object], web.Request] = {}
-        self._ended: set[asyncio.Task[object]] = set()
+        self._running: set[asyncio.Task[Any]] = set()
+        self._ended: set[asyncio.Task[Any]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        return await self.guard(
+            handler(request),
+            begun=lambda: bool(request.writer.output_size),
+            end=lambda error: _end_stream(request, error),
+        )
+
+    async def guard(
+        self,
+        handling: Awaitable[T],
+        *,
+        begun: Callable[[], bool],
+        end: Callable[[ServiceUnavailable], Awaitable[None]],
+    ) -> T:
+        """Await ``handling`` as one request in flight. Ended by the shutdown: before its
+        answer ``begun``, it raises 503; after, ``end`` writes the stream's last words."""
         task = asyncio.current_task()
         assert task is not None
-        self._running[task] = request
+        self._running.add(task)
         self._idle.clear()
         try:
-            return await handler(request)
+            return await handling
         except asyncio.CancelledError:
             if task not in self._ended:
                 raise  # the client left, or the loop is going: nothing to tell anyone
             stopping = ServiceUnavailable("the gateway is shutting down")
-            if not request.writer.output_size:  # nothing sent yet: an ordinary 503
+            if not begun():  # nothing sent yet: an ordinary 503
                 task.uncancel()
                 raise stopping from None
             note_error(stopping)  # the request log says what the client was told
-            await _end_stream(request, stopping)
+            await end(stopping)
             raise
         finally:
-            del self._running[task]
+            self._running.discard(task)
             self._ended.discard(task)
             if not self._running:
                 self._idle.set()
@@ -87,14 +104,16 @@ class Drain:
         await asyncio.wait(left, timeout=END_GRACE_S)
 
 
+def last_words(path: str, error: ServiceUnavailable) -> bytes:
+    """The end of a stream that was cut, in the client API's own shape."""
+    if path == "/v1/messages":
+        return event(anthropic_error(error.status, error.message))
+    return frame(dumps(error.body())) + DONE_FRAME
+
+
 async def _end_stream(request: web.Request, error: ServiceUnavailable) -> None:
-    """Write the end of a stream that was cut, in the client API's own shape."""
-    writer = request.writer
-    if request.path == "/v1/messages":
-        await writer.write(event(anthropic_error(error.status, error.message)))
-    else:
-        await writer.write(frame(dumps(error.body())) + DONE_FRAME)
-    await writer.write_eof()
+    await request.writer.write(last_words(request.path, error))
+    await request.writer.write_eof()
 
 
 DRAIN = web.AppKey("drain", Drain)
