@@ -29,11 +29,15 @@ STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "upstream call (providers/transport)",
         ("providers/http", "providers/transport", "httptools", "aiohttp/client"),
     ),
-    ("parse chat, flow", ("gateway/request", "gateway/flow", "server/client_api")),
+    (
+        "parse chat, flow",
+        ("gateway/request", "gateway/flow", "server/client_api", "server/messages_api"),
+    ),
     (
         "middleware, record, drain",
         ("server/middleware", "server/shutdown", "server/generation", "obs/record", "server/http"),
     ),
+    ("our HTTP server (server/native)", ("server/native", "server/exchange")),
     ("aiohttp server", ("aiohttp/web", "aiohttp/http_", "aiohttp/base_protocol")),
     ("aiosqlite (driver thread)", ("aiosqlite/",)),
     ("sqlalchemy", ("sqlalchemy/",)),

@@ -60,6 +60,7 @@ class Connection(asyncio.Protocol):
         self.handing_off = False
         self.closing = False  # close once the queue is answered
         self.lost = False
+        self.unsent: list[bytes] | None = None  # written in this turn of the loop, not yet sent
         self.write_paused = False
         self.drain_waiter: asyncio.Future[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
@@ -118,6 +119,8 @@ class Connection(asyncio.Protocol):
                 self._refuse(InvalidRequest("this route cannot be upgraded"))
                 return False
         except httptools.HttpParserError:
+            if self.closing:  # bytes after the client's last request: ignored
+                return False
             if not self.handing_off:
                 self._refuse(self.refusal or InvalidRequest("the request is not valid HTTP/1.1"))
                 return False
@@ -152,11 +155,11 @@ class Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.in_head = False
-        if self.handing_off:
-            return
+        if self.handing_off or self.closing:
+            return  # the connection is aiohttp's, or takes no more requests
         path, _, _ = self.url.partition(b"?")
         route = self.service.routes.get((self.parser.get_method(), path))
-        if route is None:  # not a hot path: aiohttp serves the rest of the connection
+        if route is None or self.parser.should_upgrade():  # aiohttp serves the rest
             if self.window is None or self.begun != 1:  # it follows a hot request in a read
                 self.closing = True  # which cannot be split off: the client must retry
             else:
@@ -169,7 +172,10 @@ class Connection(asyncio.Protocol):
         exchange.http11 = self.parser.get_http_version() == "1.1"
         self.reading = exchange
         self.queue.append(exchange)
-        if exchange.headers.get("Expect", "").lower() == "100-continue":
+        length = exchange.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > self.limits.max_body_bytes:
+            exchange.too_large = True  # refused before a byte of it is sent or read
+        elif exchange.headers.get("Expect", "").lower() == "100-continue":
             self.write(CONTINUE)
         if len(self.queue) == 1:
             exchange.start()
@@ -183,6 +189,8 @@ class Connection(asyncio.Protocol):
         if exchange is None:
             return
         exchange.arrived()
+        if not exchange.keep_alive:  # the client's last request: what follows is ignored
+            self.closing = True
         if exchange.answered:  # an early answer: the rest of the body was dropped
             self._next()
         elif len(self.queue) >= QUEUED_MAX and self.transport is not None:
@@ -191,8 +199,26 @@ class Connection(asyncio.Protocol):
     # -- answers ---------------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.lost:
-            self.transport.write(data)
+        """Send ``data``. What is written in one turn of the loop goes out in one send: the
+        frames of an upstream read, or an answer's head and first frame, are one syscall."""
+        if self.lost:
+            return
+        if self.unsent is None:
+            self.unsent = [data]
+            asyncio.get_running_loop().call_soon(self.flush)
+        else:
+            self.unsent.append(data)
+
+    def flush(self) -> None:
+        unsent, self.unsent = self.unsent, None
+        if unsent and not self.lost and self.transport is not None:
+            self.transport.write(unsent[0] if len(unsent) == 1 else b"".join(unsent))
+
+    def close(self) -> None:
+        """Close once what was written is sent."""
+        self.flush()
+        if self.transport is not None:
+            self.transport.close()
 
     @property
     def stopping(self) -> bool:
@@ -235,8 +261,8 @@ class Connection(asyncio.Protocol):
             self.queue.popleft()
         if self.closing:
             if self.last_words:
-                self.transport.write(self.last_words)
-            self.transport.close()
+                self.write(self.last_words)
+            self.close()
             return
         if self.queue:
             self.queue[0].start()
@@ -263,8 +289,8 @@ class Connection(asyncio.Protocol):
         elif self.queue:
             self.last_words = error_answer(error)
         else:
-            self.transport.write(error_answer(error))
-            self.transport.close()
+            self.write(error_answer(error))
+            self.close()
 
     # -- handing off -----------------------------------------------------------------------
 
@@ -275,6 +301,7 @@ class Connection(asyncio.Protocol):
         if self.queue:  # the answers ahead go out first
             transport.pause_reading()
             return
+        self.flush()
         self._disarm()
         self.service.connections.discard(self)
         protocol = self.service.aiohttp_protocol()
@@ -301,14 +328,13 @@ class Connection(asyncio.Protocol):
     def _expired(self) -> None:
         """No head in time, or a dropped body that did not end in time: cut."""
         self.timer = None
-        if self.transport is not None:
-            self.transport.close()
+        self.close()
 
     def close_if_idle(self) -> None:
         """At shutdown: an idle connection closes now, a busy one after its answer."""
         self.closing = True
-        if not self.queue and self.reading is None and self.transport is not None:
-            self.transport.close()
+        if not self.queue and self.reading is None:
+            self.close()
 
 
 LINGER_S = 10.0  # aiohttp's lingering_time (server/run.py)

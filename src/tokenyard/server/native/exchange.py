@@ -98,7 +98,7 @@ class NativeExchange:
 
     def received(self, data: bytes) -> None:
         if self.answered or self.too_large:
-            return  # an answer went out early: the rest of the body is dropped
+            return  # an answer went out early, or will: the rest of the body is dropped
         if len(self.body) + len(data) > self.max_body:
             self.too_large, self.body = True, b""
             self._wake()
@@ -159,7 +159,7 @@ class NativeExchange:
 
     def _answer(self, status: int, headers: dict[str, str], data: bytes) -> None:
         headers["Content-Type"] = "application/json"
-        self.connection.write(whole(status, headers, data, keep_alive=self._keeping()))
+        self.connection.write(whole(status, headers, data, keep_alive=self._keeping(headers)))
         self.status, self.started = status, True
 
     async def open_stream(self, headers: dict[str, str]) -> None:
@@ -167,7 +167,7 @@ class NativeExchange:
         if not self.chunked:
             self.keep_alive = False
         framing = CHUNKED if self.chunked else ""
-        self.connection.write(head(200, headers, framing, keep_alive=self._keeping()))
+        self.connection.write(head(200, headers, framing, keep_alive=self._keeping(headers)))
         self.status, self.started = 200, True
         await self.connection.drain()
 
@@ -179,11 +179,14 @@ class NativeExchange:
         self.connection.write(data)
         await self.connection.drain()
 
-    def _keeping(self) -> bool:
+    def _keeping(self, headers: dict[str, str]) -> bool:
         """Whether the connection stays open after this answer: not when the client or
         the shutdown says otherwise, nor when the body has not all arrived (an early
-        answer: the rest is dropped, then the connection closed)."""
+        answer: the rest is dropped, then the connection closed). An HTTP/1.0 client is
+        told when it does."""
         self.keep_alive = self.keep_alive and self.complete and not self.connection.stopping
+        if self.keep_alive and not self.http11:
+            headers["Connection"] = "keep-alive"
         return self.keep_alive
 
     # -- the server's calls (server/native/service.py) -------------------------------------

@@ -12,6 +12,7 @@ count of what is in flight, and errors answered in the OpenAI shape.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 
 from aiohttp import web
@@ -35,6 +36,8 @@ from tokenyard.server.native.connection import Connection
 from tokenyard.server.native.exchange import NativeExchange, Route
 from tokenyard.server.shutdown import DRAIN
 from tokenyard.server.state import LIMITS, SINKS
+
+log = logging.getLogger(__name__)
 
 HOT: dict[tuple[bytes, bytes], Route] = {
     (b"POST", b"/v1/chat/completions"): chat,
@@ -68,12 +71,14 @@ class Service:
 
     async def serve(self, exchange: NativeExchange) -> None:
         request_id = exchange.request_id = new_request_id()
+        operation = RECORDED[exchange.path]
         try:
-            with Recording(
-                request_id, RECORDED[exchange.path], exchange.headers, self._sinks
-            ) as rec:
+            with Recording(request_id, operation, exchange.headers, self._sinks) as recording:
                 await self._answer(exchange)
-                rec.record.finish(exchange.status)
+                recording.record.finish(exchange.status)
+        except Exception:  # a bug past the route's own handling: logged, the connection cut
+            log.exception("unhandled error", extra={"fields": {"request_id": request_id}})
+            exchange.keep_alive = exchange.chunked = False
         finally:
             exchange.finish()
 
