@@ -161,6 +161,19 @@ def test_pipelined_chat_completions_are_answered_in_order(wire: Wire, key: str) 
     assert_completion(wire.answer())
 
 
+def test_a_malformed_request_pipelined_after_chats_is_answered_after_them(
+    wire: Wire, key: str
+) -> None:
+    """Each request gets its own answer, in order: the two chats read before the broken
+    request are answered first, then its 400, then the connection closes."""
+    broken = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n"
+    wire.send(chat(key) + chat(key) + broken)
+    for _ in range(2):
+        assert_completion(wire.answer())
+    error_of(wire.answer(), 400)
+    assert wire.at_end()
+
+
 def test_another_route_pipelined_after_a_chat_closes_the_connection(wire: Wire, key: str) -> None:
     wire.send(chat(key) + request(b"GET", b"/v1/models", key))
     assert_completion(wire.answer())

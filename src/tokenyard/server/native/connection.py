@@ -259,15 +259,15 @@ class Connection(asyncio.Protocol):
         assert self.transport is not None
         if self.queue:
             self.queue.popleft()
+        if self.queue:  # a pipelined request read before anything went wrong: its turn
+            self.queue[0].start()
+            if not self.transport.is_reading():
+                self.transport.resume_reading()
+            return
         if self.closing:
             if self.last_words:
                 self.write(self.last_words)
             self.close()
-            return
-        if self.queue:
-            self.queue[0].start()
-            if not self.transport.is_reading():
-                self.transport.resume_reading()
             return
         if self.handing_off:
             self._hand_off()
