@@ -20,6 +20,7 @@ from tests.server.wire import (
     CHAT,
     HEAD_END,
     WAIT_S,
+    Answer,
     Wire,
     assert_completion,
     chat,
@@ -103,6 +104,71 @@ def test_a_connection_whose_first_request_is_another_route_goes_to_aiohttp(
     assert not health.native
     wire.send(chat(key))
     assert_completion(wire.answer())
+
+
+HOT_CALLS = {
+    "chat": (CHAT, {"model": "gpt-mini", "messages": [{"role": "user", "content": "hi"}]}),
+    "messages": (
+        b"/v1/messages",
+        {"model": "gpt-mini", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]},
+    ),
+    "embeddings": (b"/v1/embeddings", {"model": "embed-small", "input": "hello"}),
+}
+
+
+def shape(answer: Answer, stream: bool) -> tuple[object, ...]:
+    """What must not depend on which server answered: status, content type, the gateway's
+    headers, and the body's kind (its ``object``/``type``, or the stream's event names)."""
+    gateway = sorted(
+        h for h in answer.headers if h.startswith("x-tokenyard-") and h != "x-tokenyard-request-id"
+    )
+    if stream:
+        lines = answer.body.decode().splitlines()
+        kinds = [line for line in lines if line.startswith("event:")] or [lines[-2]]
+        return answer.status, answer.headers["content-type"], gateway, kinds
+    body = answer.json()
+    return (
+        answer.status,
+        answer.headers["content-type"],
+        gateway,
+        body.get("object") or body["type"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("route", "stream"),
+    [
+        ("chat", False),
+        ("chat", True),
+        ("messages", False),
+        ("messages", True),
+        ("embeddings", False),
+    ],
+)
+def test_a_hot_route_answers_alike_on_both_servers(
+    gateway: RunningGateway, key: str, route: str, stream: bool
+) -> None:
+    """Each hot route once on our server, once on aiohttp's (after a hand-off): the route
+    is written once (server/exchange.py), and so is what the client sees."""
+    path, body = HOT_CALLS[route]
+    raw = request(
+        b"POST", path, key, json.dumps({**body, "stream": stream} if stream else body).encode()
+    )
+    answers = []
+    for handed_off in (False, True):
+        wire = Wire(gateway)
+        try:
+            if handed_off:
+                wire.send(request(b"GET", b"/healthz", None))
+                assert wire.answer().status == 200
+            wire.send(raw)
+            answer = wire.answer()
+        finally:
+            wire.close()
+        assert answer.native is not handed_off
+        answers.append(shape(answer, stream))
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 200, answers
 
 
 def test_a_hand_off_split_across_reads_loses_no_byte(wire: Wire, key: str) -> None:
