@@ -209,6 +209,15 @@ class Connection(asyncio.Protocol):
         else:
             self.unsent.append(data)
 
+    def send(self, data: bytes) -> None:
+        """Send ``data`` now, after what this turn wrote before it: for the last bytes of an
+        answer, which nothing in this turn will follow."""
+        if self.unsent is not None:
+            self.unsent.append(data)
+            self.flush()
+        elif not self.lost and self.transport is not None:
+            self.transport.write(data)
+
     def flush(self) -> None:
         unsent, self.unsent = self.unsent, None
         if unsent and not self.lost and self.transport is not None:

@@ -159,7 +159,7 @@ class NativeExchange:
 
     def _answer(self, status: int, headers: dict[str, str], data: bytes) -> None:
         headers["Content-Type"] = "application/json"
-        self.connection.write(whole(status, headers, data, keep_alive=self._keeping(headers)))
+        self.connection.send(whole(status, headers, data, keep_alive=self._keeping(headers)))
         self.status, self.started = status, True
 
     async def open_stream(self, headers: dict[str, str]) -> None:
@@ -212,5 +212,5 @@ class NativeExchange:
             return
         self.answered = True
         if self.started and self.chunked and not self.connection.lost:
-            self.connection.write(LAST_CHUNK)
+            self.connection.send(LAST_CHUNK)
         self.connection.answered(self)
