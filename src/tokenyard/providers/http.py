@@ -122,8 +122,12 @@ class UpstreamHttp:
             ) from None
 
     async def read(self, response: Response) -> bytes:
-        """The whole body of a 200 answer, within ``timeout_s``; the response is released."""
+        """The whole body of a 200 answer, within ``timeout_s``; the response is released.
+        A body that has all arrived (most answers: it came with the headers) is read
+        without arming the timer."""
         try:
+            if response.complete:
+                return await _bounded(response)
             async with asyncio.timeout(self.timeout_s):
                 return await _bounded(response)
         except _TooLarge:
