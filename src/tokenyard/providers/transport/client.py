@@ -14,6 +14,7 @@ import aiohappyeyeballs
 
 from tokenyard.providers.transport.connection import Connection, Origin
 from tokenyard.providers.transport.response import Response, TransportError
+from tokenyard.wire.http1 import header_line
 
 USER_AGENT = "tokenyard"
 _OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
@@ -56,9 +57,7 @@ def _header_lines(headers: Mapping[str, str]) -> str:
         lowered = name.lower()
         if lowered in _OWN_HEADERS:
             continue
-        line = f"{name}: {value}\r\n"
-        if "\r" in line[:-2] or "\n" in line[:-2] or "\0" in line:
-            raise ValueError(f"header {name!r} contains a line break")
+        line = header_line(name, value)
         if lowered == "user-agent":
             agent = ""
         lines.append(line)

@@ -8,6 +8,7 @@ from email.utils import formatdate
 from http import HTTPStatus
 
 from tokenyard.errors import TokenyardError
+from tokenyard.wire.http1 import header_line
 from tokenyard.wire.json import dumps
 
 REASONS = {status.value: status.phrase for status in HTTPStatus}
@@ -28,10 +29,7 @@ def head(status: int, headers: dict[str, str], framing: str, *, keep_alive: bool
     """Status line and headers; ``framing`` is the ``Content-Length`` or
     ``Transfer-Encoding`` line, or ``""`` for a body the closing connection ends."""
     lines = [f"HTTP/1.1 {status} {REASONS.get(status, '')}\r\n"]
-    for name, value in headers.items():
-        if "\n" in value or "\r" in value:  # what we answer never comes apart into lines
-            raise ValueError(f"header {name} has a line break")
-        lines.append(f"{name}: {value}\r\n")
+    lines.extend(header_line(name, value) for name, value in headers.items())
     lines.append(f"{framing}Date: {http_date()}\r\nServer: {SERVER}\r\n")
     if not keep_alive:
         lines.append("Connection: close\r\n")
