@@ -36,13 +36,27 @@ async def read_body(request: web.Request) -> bytes:
         async with asyncio.timeout(limits.body_timeout_s):
             return await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise RequestTooLarge(
-            f"the request body is larger than {limits.max_body_bytes} bytes"
-        ) from None
+        raise too_large(limits) from None
     except TimeoutError:
-        raise RequestTimeout(
-            f"the request body did not arrive within {limits.body_timeout_s:g} s"
-        ) from None
+        raise too_slow(limits) from None
+
+
+def too_large(limits: ServerConfig) -> RequestTooLarge:
+    return RequestTooLarge(f"the request body is larger than {limits.max_body_bytes} bytes")
+
+
+def too_slow(limits: ServerConfig) -> RequestTimeout:
+    return RequestTimeout(f"the request body did not arrive within {limits.body_timeout_s:g} s")
+
+
+LINGER_S = 10.0
+"""After an early answer (408, 413, 401) the rest of the body is read and dropped for at
+most this long (or ``body_timeout_s`` when shorter), so that the client reads the answer
+rather than a reset; then the connection is cut. aiohttp's default lingering time."""
+
+
+def linger_s(limits: ServerConfig) -> float:
+    return min(LINGER_S, limits.body_timeout_s)
 
 
 async def read_json(request: web.Request) -> JSONObject:

@@ -27,6 +27,7 @@ from tokenyard.config import Config
 from tokenyard.identity.revocation import RevocationEpoch, SharedEpoch
 from tokenyard.obs.exposition import forget_process, use_multiprocess
 from tokenyard.server.app import build_app
+from tokenyard.server.http import linger_s
 from tokenyard.server.metrics_api import open_listener
 from tokenyard.server.native.service import Service, listen
 from tokenyard.server.reload import RELOADER
@@ -34,7 +35,6 @@ from tokenyard.server.shutdown import DRAIN
 from tokenyard.server.state import LIMITS
 
 log = logging.getLogger(__name__)
-LINGER_S = 10.0  # aiohttp's default
 
 
 def install_uvloop() -> None:
@@ -64,9 +64,7 @@ async def serve_app(
         handler_cancellation=True,
         shutdown_timeout=limits.shutdown_timeout_s,  # a backstop: Drain comes first
         keepalive_timeout=limits.header_timeout_s,
-        # After an early answer (408, 413, 401) the rest of the body is read and dropped
-        # for at most this long, so the client can read the answer; then the line is cut.
-        lingering_time=min(LINGER_S, limits.body_timeout_s),
+        lingering_time=linger_s(limits),  # after an early answer (server/http.py)
         max_line_size=limits.max_header_bytes,
         max_field_size=limits.max_header_bytes,
         max_headers=limits.max_headers,

@@ -25,6 +25,7 @@ import httptools
 from multidict import CIMultiDict
 
 from tokenyard.errors import InvalidRequest, TokenyardError
+from tokenyard.server.http import linger_s
 from tokenyard.server.native.answer import error_answer
 
 if TYPE_CHECKING:
@@ -259,7 +260,7 @@ class Connection(asyncio.Protocol):
         if not exchange.keep_alive or self.service.stopping:
             self.closing = True
         if exchange is self.reading:  # its body is still arriving: linger, then go on
-            self._arm(min(LINGER_S, self.limits.body_timeout_s))
+            self._arm(linger_s(self.limits))
             return
         self._next()
 
@@ -344,6 +345,3 @@ class Connection(asyncio.Protocol):
         self.closing = True
         if not self.queue and self.reading is None:
             self.close()
-
-
-LINGER_S = 10.0  # aiohttp's lingering_time (server/run.py)

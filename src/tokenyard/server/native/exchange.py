@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from multidict import CIMultiDict
 
-from tokenyard.errors import RequestTimeout, RequestTooLarge, ServiceUnavailable, TokenyardError
+from tokenyard.errors import ServiceUnavailable, TokenyardError
 from tokenyard.server.exchange import Exchange
 from tokenyard.server.generation import Generation
-from tokenyard.server.http import parse_json
+from tokenyard.server.http import parse_json, too_large, too_slow
 from tokenyard.server.native.answer import head, whole
 from tokenyard.server.shutdown import last_words
 from tokenyard.wire.json import JSONObject, dumps
@@ -140,13 +140,11 @@ class NativeExchange:
                 async with asyncio.timeout(self.timeout_s):
                     await self.waiter
             except TimeoutError:
-                raise RequestTimeout(
-                    f"the request body did not arrive within {self.timeout_s:g} s"
-                ) from None
+                raise too_slow(self.connection.limits) from None
             finally:
                 self.waiter = None
         if self.too_large:
-            raise RequestTooLarge(f"the request body is larger than {self.max_body} bytes")
+            raise too_large(self.connection.limits)
         if self.error is not None:
             raise self.error
         return bytes(self.body) if isinstance(self.body, bytearray) else self.body
