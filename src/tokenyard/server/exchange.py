@@ -17,7 +17,11 @@ from tokenyard.wire.json import JSONObject
 
 
 class Exchange(Protocol):
-    app: web.Application  # what the composition root put there (server/state.py)
+    @property
+    def app(self) -> web.Application:
+        """What the composition root put there (server/state.py)."""
+        ...
+
     generation: Generation  # the config generation the request is pinned to
     request_id: str
 

@@ -27,9 +27,9 @@ from multidict import CIMultiDict
 from tokenyard.errors import InvalidRequest, TokenyardError
 from tokenyard.server.http import linger_s
 from tokenyard.server.native.answer import error_answer
+from tokenyard.server.native.exchange import NativeExchange
 
 if TYPE_CHECKING:
-    from tokenyard.server.native.exchange import NativeExchange
     from tokenyard.server.native.service import Service
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -168,7 +168,7 @@ class Connection(asyncio.Protocol):
             return
         self._disarm()
         self.window = None  # no hand-off until the connection is between requests again
-        exchange = self.service.exchange(self, route, path.decode(), CIMultiDict(self.fields))
+        exchange = NativeExchange(self, route, path.decode(), CIMultiDict(self.fields))
         exchange.keep_alive = self.parser.should_keep_alive()
         exchange.http11 = self.parser.get_http_version() == "1.1"
         self.reading = exchange

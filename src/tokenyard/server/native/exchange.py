@@ -34,7 +34,6 @@ class NativeExchange:
 
     __slots__ = (
         "answered",
-        "app",
         "body",
         "chunked",
         "complete",
@@ -44,38 +43,23 @@ class NativeExchange:
         "headers",
         "http11",
         "keep_alive",
-        "max_body",
         "path",
         "request_id",
         "route",
-        "serve",
         "started",
         "status",
         "task",
-        "timeout_s",
         "too_large",
         "waiter",
     )
 
     def __init__(
-        self,
-        connection: Connection,
-        *,
-        app: web.Application,
-        serve: Callable[[NativeExchange], Coroutine[Any, Any, None]],
-        route: Route,
-        path: str,
-        headers: CIMultiDict[str],
+        self, connection: Connection, route: Route, path: str, headers: CIMultiDict[str]
     ) -> None:
         self.connection = connection
-        self.app = app
-        self.serve = serve
         self.route = route
         self.path = path
         self.headers = headers
-        limits = connection.limits
-        self.max_body = limits.max_body_bytes
-        self.timeout_s = limits.body_timeout_s
         self.request_id = ""
         self.generation: Generation  # pinned by the server before the route runs
         self.keep_alive = True  # as the client asked; the answer may close all the same
@@ -91,15 +75,19 @@ class NativeExchange:
         self.started = False  # the answer's head is out
         self.answered = False  # all of the answer is out
 
+    @property
+    def app(self) -> web.Application:
+        return self.connection.service.app
+
     # -- the connection's calls ------------------------------------------------------------
 
     def start(self) -> None:
-        self.task = asyncio.get_running_loop().create_task(self.serve(self))
+        self.task = asyncio.get_running_loop().create_task(self.connection.service.serve(self))
 
     def received(self, data: bytes) -> None:
         if self.answered or self.too_large:
             return  # an answer went out early, or will: the rest of the body is dropped
-        if len(self.body) + len(data) > self.max_body:
+        if len(self.body) + len(data) > self.connection.limits.max_body_bytes:
             self.too_large, self.body = True, b""
             self._wake()
         elif not self.body:
@@ -137,7 +125,7 @@ class NativeExchange:
         if not (self.complete or self.too_large or self.error):
             self.waiter = asyncio.get_running_loop().create_future()
             try:
-                async with asyncio.timeout(self.timeout_s):
+                async with asyncio.timeout(self.connection.limits.body_timeout_s):
                     await self.waiter
             except TimeoutError:
                 raise too_slow(self.connection.limits) from None

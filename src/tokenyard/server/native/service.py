@@ -16,7 +16,6 @@ import logging
 from collections.abc import Callable
 
 from aiohttp import web
-from multidict import CIMultiDict
 
 from tokenyard.errors import TokenyardError
 from tokenyard.server.client_api import chat, embed
@@ -61,13 +60,6 @@ class Service:
         self._current = app[CURRENT]
         self._drain = app[DRAIN]
         self._sinks = app.get(SINKS)
-
-    def exchange(
-        self, connection: Connection, route: Route, path: str, headers: CIMultiDict[str]
-    ) -> NativeExchange:
-        return NativeExchange(
-            connection, app=self.app, serve=self.serve, route=route, path=path, headers=headers
-        )
 
     async def serve(self, exchange: NativeExchange) -> None:
         request_id = exchange.request_id = new_request_id()
