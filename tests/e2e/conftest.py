@@ -60,6 +60,7 @@ def gateway_config(
     urls: dict[str, str],
     redis: str | None = None,
     health: str = "{consecutive_failures: 1000, min_requests: 1000}",
+    server: str = "max_body_bytes: 65536",
 ) -> str:
     providers = "\n".join(
         f"""  {name}:
@@ -80,7 +81,7 @@ database: {database_url}
 {redis_line}
 admin_key: {ADMIN_KEY}
 billing: {{currency: USD, markup: 0.10, fx: {{CNY: 0.14}}}}
-server: {{max_body_bytes: 65536}}
+server: {{{server}}}
 health: {health}  # by default no circuit opens: tests share this gateway
 providers:
 {providers}

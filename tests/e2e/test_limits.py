@@ -20,8 +20,8 @@ from tests.e2e.harness import ADMIN_KEY, RunningGateway, start_gateway
 from tests.e2e.test_errors import error_of
 
 LIMITS = (
-    "server: {max_body_bytes: 65536, body_timeout_s: 1, header_timeout_s: 1,"
-    " max_header_bytes: 4096, max_headers: 32, max_messages: 50, max_json_depth: 32}"
+    "max_body_bytes: 65536, body_timeout_s: 1, header_timeout_s: 1,"
+    " max_header_bytes: 4096, max_headers: 32, max_messages: 50, max_json_depth: 32"
 )
 USER = [{"role": "user", "content": "hello there gateway"}]
 CLOSED_WITHIN_S = 30.0
@@ -32,9 +32,10 @@ configured timeouts are 1 s, and so is the lingering after an early answer)."""
 @pytest.fixture(scope="module")
 def gateway(upstreams: Upstreams, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     directory: Path = tmp_path_factory.mktemp("limits")
-    config = gateway_config(f"sqlite:///{directory / 'tokenyard.db'}", upstreams.urls)
-    assert "server: {max_body_bytes: 65536}" in config
-    running = start_gateway(directory, config.replace("server: {max_body_bytes: 65536}", LIMITS))
+    config = gateway_config(
+        f"sqlite:///{directory / 'tokenyard.db'}", upstreams.urls, server=LIMITS
+    )
+    running = start_gateway(directory, config)
     yield running
     assert running.stop() == 0, running.log()
 

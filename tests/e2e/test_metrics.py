@@ -23,12 +23,8 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def _config(database_url: str, urls: dict[str, str], metrics_port: int) -> str:
-    plain = "server: {max_body_bytes: 65536}"
-    config = gateway_config(database_url, urls)
-    assert plain in config
-    return config.replace(
-        plain, f"server: {{max_body_bytes: 65536, metrics_address: '127.0.0.1:{metrics_port}'}}"
-    )
+    server = f"max_body_bytes: 65536, metrics_address: '127.0.0.1:{metrics_port}'"
+    return gateway_config(database_url, urls, server=server)
 
 
 @pytest.fixture(scope="module")

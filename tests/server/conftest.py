@@ -16,8 +16,8 @@ from tests.server.wire import Wire, troubles
 __all__ = ["upstreams"]
 
 LIMITS = (
-    "server: {max_body_bytes: 65536, body_timeout_s: 1, header_timeout_s: 1,"
-    " max_header_bytes: 4096, max_headers: 32}"
+    "max_body_bytes: 65536, body_timeout_s: 1, header_timeout_s: 1,"
+    " max_header_bytes: 4096, max_headers: 32"
 )
 
 
@@ -33,9 +33,10 @@ def gateway(
     upstreams: Upstreams, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningGateway]:
     directory: Path = tmp_path_factory.mktemp("native")
-    config = gateway_config(f"sqlite:///{directory / 'tokenyard.db'}", upstreams.urls)
-    assert "server: {max_body_bytes: 65536}" in config
-    running = start_gateway(directory, config.replace("server: {max_body_bytes: 65536}", LIMITS))
+    config = gateway_config(
+        f"sqlite:///{directory / 'tokenyard.db'}", upstreams.urls, server=LIMITS
+    )
+    running = start_gateway(directory, config)
     yield running
     assert running.stop() == 0, running.log()
     assert troubles(running.log()) == []
