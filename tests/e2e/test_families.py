@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from decimal import Decimal
 
 import anthropic
+import httpx
 import pytest
 
 from tests.e2e.harness import ADMIN_KEY, RunningGateway, start_gateway
@@ -209,6 +210,26 @@ def test_anthropic_upstreams_get_the_body_untouched(gateway: RunningGateway, key
     rows = gateway.admin("GET", f"/admin/usage?key_id={created['id']}").json()["rows"]
     assert rows[0]["requests"] == 2
     assert rows[0]["output_tokens"] == usage["output_tokens"] + final.usage.output_tokens
+
+
+def test_the_passthrough_is_served_alike_on_a_connection_aiohttp_serves(
+    gateway: RunningGateway, key: str
+) -> None:
+    """A connection whose first request went to another route is aiohttp's (decision 0015):
+    the pass-through answers there, whole and streamed, as on the gateway's own server."""
+    body = {"model": "claude", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
+    auth = {"Authorization": f"Bearer {key}", "anthropic-version": "2023-06-01"}
+    with httpx.Client(base_url=gateway.base_url, timeout=10) as client:
+        assert client.get("/healthz").status_code == 200  # the connection goes to aiohttp
+        whole = client.post("/v1/messages", json=body, headers=auth)
+        streamed = client.post("/v1/messages", json={**body, "stream": True}, headers=auth)
+    for answer in (whole, streamed):
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["server"] != "tokenyard"  # aiohttp's, on the same connection
+        assert answer.headers["x-tokenyard-provider"] == "anthropic"
+    assert whole.json()["content"][-1]["text"] == "echo: hi"
+    assert streamed.headers["content-type"].startswith("text/event-stream")
+    assert "event: message_stop" in streamed.text
 
 
 @pytest.mark.parametrize("model", ["claude", "gemini"])

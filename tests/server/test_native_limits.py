@@ -54,6 +54,16 @@ def test_a_request_line_over_the_limit_is_400(wire: Wire, key: str) -> None:
     assert wire.at_end()
 
 
+def test_a_header_line_that_never_ends_is_400_before_the_head_timeout(wire: Wire) -> None:
+    """Sent at once, not dribbled: the parser would hold the unfinished line whole, so the
+    head is refused once it is longer than every line at its longest (here 4096 × 34
+    bytes), with an answer: the 1 s head timeout would cut it without one."""
+    wire.send(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nx-big: " + b"a" * 300_000)
+    answer = wire.answer()
+    assert "too large" in error_of(answer, 400)["message"]
+    assert answer.native and answer.closes
+
+
 @pytest.mark.parametrize(
     "raw",
     [
