@@ -257,7 +257,7 @@ class Connection(asyncio.Protocol):
         """``exchange`` (the queue's first) is answered in full."""
         if self.lost or self.transport is None:
             return
-        if not exchange.keep_alive or self.service.stopping:
+        if not exchange.keep_alive or self.stopping:
             self.closing = True
         if exchange is self.reading:  # its body is still arriving: linger, then go on
             self._arm(linger_s(self.limits))

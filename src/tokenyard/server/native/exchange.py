@@ -189,8 +189,12 @@ class NativeExchange:
         if not self.started:
             self.answer(body, headers, status)
         else:
-            self.keep_alive = False
-            self.chunked = False  # no last chunk: the client must see the cut
+            self.cut()
+
+    def cut(self) -> None:
+        """The answer cannot be finished: no last chunk (the client must see the cut), and
+        the connection closes."""
+        self.keep_alive = self.chunked = False
 
     def finish(self) -> None:
         """The route is done: end the answer, and let the connection go on."""

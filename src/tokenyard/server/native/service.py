@@ -70,7 +70,7 @@ class Service:
                 recording.record.finish(exchange.status)
         except Exception:  # a bug past the route's own handling: logged, the connection cut
             log.exception("unhandled error", extra={"fields": {"request_id": request_id}})
-            exchange.keep_alive = exchange.chunked = False
+            exchange.cut()
         finally:
             exchange.finish()
 
