@@ -165,7 +165,7 @@ class OpenAIProvider:
         return EmbeddingResult(body=doc, usage=Usage(prompt_tokens=int(prompt or 0)))
 
     async def close(self) -> None:
-        return None  # the session belongs to the composition root
+        return None  # the HTTP client belongs to the composition root
 
 
 def _rename(obj: Any, field: str) -> None:

@@ -184,7 +184,7 @@ async def build_app(
             await bus.close()
         await limiter.close()
         await payment_session.close()
-        await current.close()  # the upstream sessions of every generation
+        await current.close()  # the upstream clients of every generation
         await database.close()
 
     app.cleanup_ctx.append(background)

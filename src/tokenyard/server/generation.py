@@ -4,7 +4,7 @@ mutable holder that says which generation new requests get.
 A config reload (server/reload.py) builds a whole new generation beside the running one and
 swaps it in with one assignment, so a request never sees half of each. Every request pins
 the generation that was current when it arrived (the ``pin`` middleware) and keeps it to
-the end, streams included; the old generation's upstream sessions are closed when its last
+the end, streams included; the old generation's upstream clients are closed when its last
 pinned request is done. What outlives a generation — the wallet, the limiters, the health
 book, the identity, the Redis bus — is built once by the composition root and handed to
 every generation (``Lasting``).
@@ -84,7 +84,7 @@ def build_pools(
 async def build_generation(
     number: int, config: Config, lasting: Lasting, previous: Generation | None = None
 ) -> Generation:
-    """Everything the request path needs from ``config``; opens the upstream sessions."""
+    """Everything the request path needs from ``config``; opens the upstream clients."""
     upstreams = await build_upstreams(config.providers)
     pools = build_pools(config, lasting, previous.pools if previous is not None else None)
     gateway = Gateway(

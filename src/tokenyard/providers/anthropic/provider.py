@@ -169,7 +169,7 @@ class AnthropicProvider:
         )
 
     async def close(self) -> None:
-        return None  # the session belongs to the composition root
+        return None  # the HTTP client belongs to the composition root
 
 
 def build(name: str, cfg: ProviderConfig, client: HttpClient) -> Provider:

@@ -128,7 +128,7 @@ class ZhipuProvider:
         return EmbeddingResult(body=body, usage=usage)
 
     async def close(self) -> None:
-        return None  # the session belongs to the composition root
+        return None  # the HTTP client belongs to the composition root
 
 
 def build(name: str, cfg: ProviderConfig, client: HttpClient) -> Provider:
