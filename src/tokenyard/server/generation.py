@@ -3,7 +3,8 @@ mutable holder that says which generation new requests get.
 
 A config reload (server/reload.py) builds a whole new generation beside the running one and
 swaps it in with one assignment, so a request never sees half of each. Every request pins
-the generation that was current when it arrived (the ``pin`` middleware) and keeps it to
+the generation that was current when it arrived (the ``pin`` middleware; on our own server,
+``native.service``) and keeps it to
 the end, streams included; the old generation's upstream clients are closed when its last
 pinned request is done. What outlives a generation — the wallet, the limiters, the health
 book, the identity, the Redis bus — is built once by the composition root and handed to

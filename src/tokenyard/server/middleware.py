@@ -1,4 +1,6 @@
-"""Request ids and the one place errors become responses (OpenAI shape, never a trace)."""
+"""Request ids, the request's record, and errors made responses (OpenAI shape, never a
+trace): aiohttp's middleware, and the pieces the gateway's own server (server/native/)
+uses for the same."""
 
 from __future__ import annotations
 
