@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
@@ -85,7 +86,13 @@ RECORDED = {
 
 
 def new_request_id() -> str:
-    return "req_" + secrets.token_hex(12)
+    """``req_``, the time in milliseconds (12 hex digits), then 64 random bits.
+
+    The id is the primary key of the request's reservation and log row and the reference of
+    its ledger charge. Ids that grow with time are appended at the right edge of those
+    indexes, so a commit writes one leaf page of each, where random ids wrote one page per
+    request, and the checkpoint copies as few back (docs/benchmarks.md, session 7)."""
+    return f"req_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(8)}"
 
 
 @web.middleware

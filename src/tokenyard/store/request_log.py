@@ -116,31 +116,40 @@ def _utc(value: datetime) -> datetime:
 
 
 class _SqliteRows:
-    """Inserts through the process's SQLite writer. Each column's value goes through the
-    bind processor SQLAlchemy would apply (datetimes as text, JSON encoded), so that what is
-    read back through SQLAlchemy is the same either way."""
+    """Inserts through the process's SQLite writer. A column's value goes through the bind
+    processor SQLAlchemy would apply (datetimes as text, JSON encoded), so that what is read
+    back through SQLAlchemy is the same either way. Only five columns have one: the rest are
+    read in one ``attrgetter`` call per row."""
 
     def __init__(self, dialect: Dialect, writer: SqliteWriter):
         columns = list(requests.columns)
         names, marks = ", ".join(c.name for c in columns), ", ".join("?" * len(columns))
         self._sql = f"INSERT INTO requests ({names}) VALUES ({marks})"  # noqa: S608 — ours
-        self._cells = tuple(
-            _cell(c.name, c.type.dialect_impl(dialect).bind_processor(dialect)) for c in columns
-        )
+        self._read = attrgetter(*(c.name for c in columns))
+        processed: list[tuple[int, Callable[[Any], Any]]] = []
+        for i, column in enumerate(columns):
+            process: Callable[[Any], Any] | None
+            process = column.type.dialect_impl(dialect).bind_processor(dialect)
+            if column.name == "started":  # stored as UTC
+                process = _utc if process is None else _after_utc(process)
+            if process is not None:
+                processed.append((i, process))
+        self._processed = tuple(processed)
         self._writer = writer
 
+    def values(self, row: RequestRow) -> list[Any]:
+        value = list(self._read(row))
+        for i, process in self._processed:
+            value[i] = process(value[i])
+        return value
+
     async def insert(self, rows: Sequence[RequestRow]) -> None:
-        values = [tuple(cell(row) for cell in self._cells) for row in rows]
+        values = [self.values(row) for row in rows]
         await self._writer.run(lambda conn: conn.executemany(self._sql, values))
 
 
-def _cell(name: str, process: Callable[[Any], Any] | None) -> Callable[[RequestRow], Any]:
-    read: Callable[[RequestRow], Any] = (
-        (lambda row: _utc(row.started)) if name == "started" else attrgetter(name)
-    )
-    if process is None:
-        return read
-    return lambda row: process(read(row))
+def _after_utc(process: Callable[[Any], Any]) -> Callable[[datetime], Any]:
+    return lambda started: process(_utc(started))
 
 
 class SqlRequestLog:
