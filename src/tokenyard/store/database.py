@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
@@ -52,12 +53,18 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
 class Database:
     def __init__(self, url: str):
         self.url = async_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         self._writer: SqliteWriter | None = None
-        options: dict[str, Any] = {}
+        # JSON columns (the request log's attempts) are encoded by orjson: a tenth of the
+        # standard library's time, and read back by either.
+        options: dict[str, Any] = {"json_serializer": _json_text}
         if not self.is_sqlite:
             options.update(
                 pool_size=10,
