@@ -55,6 +55,21 @@ def upstreams() -> Iterator[Upstreams]:
         stop()
 
 
+SMALL_LIMITS = (
+    "max_body_bytes: 65536, body_timeout_s: 1, header_timeout_s: 1,"
+    " max_header_bytes: 4096, max_headers: 32, max_messages: 50, max_json_depth: 32"
+)
+"""``server:`` limits small enough (1 s timeouts) that a test reaches each one quickly."""
+
+
+def limited_gateway(upstreams: Upstreams, directory: Path) -> RunningGateway:
+    """A gateway on SQLite in ``directory`` with :data:`SMALL_LIMITS`."""
+    database_url = f"sqlite:///{directory / 'tokenyard.db'}"
+    return start_gateway(
+        directory, gateway_config(database_url, upstreams.urls, server=SMALL_LIMITS)
+    )
+
+
 def gateway_config(
     database_url: str,
     urls: dict[str, str],

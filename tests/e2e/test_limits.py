@@ -9,20 +9,15 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import Upstreams, gateway_config
-from tests.e2e.harness import ADMIN_KEY, RunningGateway, start_gateway
+from tests.e2e.conftest import Upstreams, limited_gateway
+from tests.e2e.harness import ADMIN_KEY, RunningGateway
 from tests.e2e.test_errors import error_of
 
-LIMITS = (
-    "max_body_bytes: 65536, body_timeout_s: 1, header_timeout_s: 1,"
-    " max_header_bytes: 4096, max_headers: 32, max_messages: 50, max_json_depth: 32"
-)
 USER = [{"role": "user", "content": "hello there gateway"}]
 CLOSED_WITHIN_S = 30.0
 """How long a test waits for the gateway to hang up on a slow client (generous: the
@@ -31,11 +26,7 @@ configured timeouts are 1 s, and so is the lingering after an early answer)."""
 
 @pytest.fixture(scope="module")
 def gateway(upstreams: Upstreams, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    directory: Path = tmp_path_factory.mktemp("limits")
-    config = gateway_config(
-        f"sqlite:///{directory / 'tokenyard.db'}", upstreams.urls, server=LIMITS
-    )
-    running = start_gateway(directory, config)
+    running = limited_gateway(upstreams, tmp_path_factory.mktemp("limits"))
     yield running
     assert running.stop() == 0, running.log()
 
