@@ -24,6 +24,7 @@ import sys
 import tempfile
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -39,11 +40,11 @@ MEASURES = (
 Key = tuple[str, int, int]  # mode, workers, concurrency
 
 
-def _source(revision: str, into: Path) -> Path:
-    """The ``src`` directory of ``revision``: the working tree's own for ``.``."""
+def _source(revision: str, tree: Path) -> Path:
+    """The ``src`` directory of ``revision``, checked out into ``tree``; the working tree's
+    own for ``.``."""
     if revision == ".":
         return REPO / "src"
-    tree = into / revision.replace("/", "_")
     subprocess.run(
         ["git", "-C", str(REPO), "worktree", "add", "--detach", "-f", str(tree), revision],
         check=True,
@@ -62,7 +63,7 @@ def _forget_worktrees(into: Path) -> None:
     subprocess.run(["git", "-C", str(REPO), "worktree", "prune"], check=False)
 
 
-def _run(label: str, source: Path, out: Path, run_args: list[str]) -> list[dict[str, object]]:
+def _run(label: str, source: Path, out: Path, run_args: list[str]) -> list[dict[str, Any]]:
     """One run.py invocation for one build; its gateway rows."""
     command = f"env PYTHONPATH={source} {sys.executable} -m tokenyard.cli.main"
     subprocess.run(
@@ -80,12 +81,12 @@ def _run(label: str, source: Path, out: Path, run_args: list[str]) -> list[dict[
         check=True,
         stdout=subprocess.DEVNULL,
     )
-    rows: list[dict[str, object]] = json.loads(out.read_text())["rows"]
+    rows: list[dict[str, Any]] = json.loads(out.read_text())["rows"]
     return [row for row in rows if row["target"] == label]
 
 
-def _key(row: dict[str, object]) -> Key:
-    return str(row["mode"]), int(str(row["workers"])), int(str(row["concurrency"]))
+def _key(row: dict[str, Any]) -> Key:
+    return row["mode"], row["workers"], row["concurrency"]
 
 
 def _number(value: float | None) -> str:
@@ -102,18 +103,19 @@ def _cell(values: list[float]) -> tuple[str, float | None]:
 
 
 def table(old: str, new: str, seen: dict[str, dict[Key, dict[str, list[float]]]]) -> list[str]:
+    """``seen``: the values of each side ("old", "new"); ``old`` and ``new`` name them."""
     lines = [
         f"| row | measure | {old} (each round) | {new} (each round) | median {old} | "
         f"median {new} | change |",
         "|---|---|---|---|---:|---:|---:|",
     ]
-    for key in sorted(seen[old]):
+    for key in sorted(seen["old"]):
         mode, workers, concurrency = key
         for name, field in MEASURES:
             if field == "added_p50_ms" and concurrency != 1:
                 continue
-            old_values, old_median = _cell(seen[old][key].get(field, []))
-            new_values, new_median = _cell(seen[new].get(key, {}).get(field, []))
+            old_values, old_median = _cell(seen["old"][key].get(field, []))
+            new_values, new_median = _cell(seen["new"].get(key, {}).get(field, []))
             change = (
                 f"{(new_median - old_median) / old_median * 100:+.1f} %"
                 if old_median and new_median is not None
@@ -132,25 +134,24 @@ def main() -> int:
     p.add_argument("new", nargs="?", default=".", help="default: the working tree")
     p.add_argument("--rounds", type=int, default=4, help="runs of each build, alternated")
     args, run_args = p.parse_known_args()
-    labels = {"old": args.old, "new": args.new if args.new != "." else "working tree"}
+    revisions = (("old", args.old), ("new", args.new))
+    labels = {side: "working tree" if rev == "." else rev for side, rev in revisions}
     seen: dict[str, dict[Key, dict[str, list[float]]]] = {
-        label: defaultdict(lambda: defaultdict(list)) for label in labels.values()
+        side: defaultdict(lambda: defaultdict(list)) for side in labels
     }
     with tempfile.TemporaryDirectory(prefix="tokenyard-ab-") as tmp:
         trees = Path(tmp) / "trees"
         trees.mkdir()
         try:
-            sources = {"old": _source(args.old, trees), "new": _source(args.new, trees)}
+            sources = {side: _source(revision, trees / side) for side, revision in revisions}
             for round_ in range(args.rounds):
                 for side in ("old", "new"):
-                    label = labels[side]
-                    print(f"round {round_ + 1}/{args.rounds}: {label}", file=sys.stderr)
+                    print(f"round {round_ + 1}/{args.rounds}: {labels[side]}", file=sys.stderr)
                     out = Path(tmp) / f"{side}-{round_}.json"
-                    for row in _run(label, sources[side], out, run_args):
+                    for row in _run(labels[side], sources[side], out, run_args):
                         for _name, field in MEASURES:
-                            value = row.get(field)
-                            if isinstance(value, int | float):
-                                seen[label][_key(row)][field].append(float(value))
+                            if row.get(field) is not None:
+                                seen[side][_key(row)][field].append(float(row[field]))
         finally:
             _forget_worktrees(trees)
     print("\n".join(table(labels["old"], labels["new"], seen)))
