@@ -3,6 +3,7 @@ revocation that every worker sees at once."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,8 +42,10 @@ def _fresh_connection_chat(gateway: RunningGateway, key: str) -> httpx.Response:
 
 
 def test_two_workers_serve_one_port(workers: RunningGateway) -> None:
-    pids = {line for line in workers.log().splitlines() if '"msg":"listening"' in line}
-    assert len(pids) == 2
+    listening = [json.loads(line) for line in workers.log().splitlines() if '"listening"' in line]
+    assert len({entry["pid"] for entry in listening}) == 2
+    # Each worker froze the heap it built after the fork (server/run.py, decision 0016).
+    assert all(entry["gc_frozen"] > 10_000 for entry in listening)
     key = workers.new_key()
     assert all(_fresh_connection_chat(workers, key).status_code == 200 for _ in range(20))
 

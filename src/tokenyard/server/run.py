@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import multiprocessing
 import os
@@ -35,6 +36,30 @@ from tokenyard.server.shutdown import DRAIN
 from tokenyard.server.state import LIMITS
 
 log = logging.getLogger(__name__)
+
+
+YOUNG_GENERATION = 10_000
+"""Container objects allocated, net, before the collector's youngest generation is
+collected; CPython's default is 700 (see ``freeze_startup_heap``)."""
+
+
+def freeze_startup_heap() -> int:
+    """Keep the cyclic garbage collector off what start-up built and off each request's
+    path; returns how many objects were frozen (decision 0016).
+
+    - What exists once the app is built (modules, the app, its config, SQLAlchemy's
+      metadata) lives as long as the process. In the collector's oldest generation, every
+      full collection walked all of it: ~70 ms, every few thousand requests. ``gc.freeze``
+      takes it out of the generations for good. Reference counting still frees it.
+    - A request frees almost all it allocates by reference counting, but with 16 in
+      flight more than 700 objects are alive at once, so the youngest generation was
+      collected every few requests for nothing. At 10,000 it is collected when garbage
+      in cycles has built up (an error's traceback, say).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(YOUNG_GENERATION, *gc.get_threshold()[1:])
+    return gc.get_freeze_count()
 
 
 def install_uvloop() -> None:
@@ -86,7 +111,9 @@ async def serve_app(
         reloader = app.get(RELOADER)
         if reloader is not None:  # SIGHUP: re-read the config file (server/reload.py)
             loop.add_signal_handler(signal.SIGHUP, reloader.on_hangup)
-        log.info("listening", extra={"fields": {"host": host, "port": port, "pid": os.getpid()}})
+        frozen = freeze_startup_heap()
+        fields = {"host": host, "port": port, "pid": os.getpid(), "gc_frozen": frozen}
+        log.info("listening", extra={"fields": fields})
         if on_ready is not None:
             await on_ready()
         await stop.wait()
