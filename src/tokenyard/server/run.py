@@ -53,7 +53,7 @@ def freeze_startup_heap() -> int:
       takes it out of the generations for good. Reference counting still frees it.
     - A request frees almost all it allocates by reference counting, but with 16 in
       flight more than 700 objects are alive at once, so the youngest generation was
-      collected every few requests for nothing. At 10,000 it is collected when garbage
+      collected every ~30 requests for nothing. At 10,000 it is collected when garbage
       in cycles has built up (an error's traceback, say).
     """
     gc.collect()
