@@ -6,12 +6,13 @@ Usage, as the gateway of a ``run.py`` row::
         --modes non-stream --requests 8000 --min-time 0 \\
         --gateway-cmd ".venv/bin/python bench/timeline.py"
 
-Runs ``tokenyard`` (its arguments: ``serve ...``) in this interpreter with a few of its
-methods wrapped to take a timestamp before or after they run. Each step is the wall time
-from the previous timestamp, averaged over requests. At exit the table goes to the file
-that ``TIMELINE`` names. This only makes sense when requests come one at a time: with
+Runs ``tokenyard`` (``instrumented.py``) with a few of its methods wrapped to take a
+timestamp before or after they run. Each step is the wall time from the previous
+timestamp, averaged over requests. A gap over 10 ms is the harness pausing between rows
+(or start-up), whatever step it falls in, and is left out. At exit the table goes to the
+file that ``TIMELINE`` names. This only makes sense when requests come one at a time: with
 more in flight, the steps of different requests interleave. The wrappers add about a
-microsecond each. Set ``PYTHONPATH=<tree>/src`` to measure another build.
+microsecond each.
 
 The steps, in the order a non-stream request meets them:
 
@@ -26,8 +27,7 @@ The steps, in the order a non-stream request meets them:
 - ``after the answer``: the request's record, sinks, and the connection's next step;
 - ``between requests``: from there to the next request's last byte: the client's turn,
   two wake-ups, the next request's bytes, and whatever the loop runs meanwhile (the
-  request log's batches, checkpoints). A gap over 10 ms is the harness pausing between
-  rows, and is left out.
+  request log's batches, checkpoints).
 
 Rows in brackets are parts of the steps above: every commit of the SQLite writer, and
 what runs on the loop between an operation's call and its commit.
@@ -35,16 +35,15 @@ what runs on the loop between an operation's call and its commit.
 
 from __future__ import annotations
 
-import atexit
 import functools
 import inspect
-import os
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
-IDLE_NS = 10_000_000  # a longer gap between two requests is the harness pausing: not counted
+from instrumented import serve
+
+IDLE_NS = 10_000_000  # a longer gap is the harness pausing (or start-up): not counted
 
 sums: dict[str, int] = {}
 last = [0]
@@ -57,8 +56,8 @@ def mark(step: str) -> None:
     last[0] = now
     if step == "between requests":
         requests[0] += 1
-        if took > IDLE_NS:
-            return
+    if took > IDLE_NS:
+        return
     sums[step] = sums.get(step, 0) + took
 
 
@@ -108,19 +107,12 @@ def instrument() -> None:
     wrap(SqliteWriter, "_flush", "[from an operation's call to its turn's flush]", "[commit]")
 
 
-def write() -> None:
+def table() -> str:
     count = max(requests[0], 1)
-    with open(os.environ["TIMELINE"], "w") as out:
-        out.write(f"| step | µs per request ({count:,} requests) |\n|---|---:|\n")
-        for step, total in sums.items():
-            out.write(f"| {step} | {total / count / 1000:.1f} |\n")
+    rows = [f"| step | µs per request ({count:,} requests) |", "|---|---:|"]
+    rows += [f"| {step} | {total / count / 1000:.1f} |" for step, total in sums.items()]
+    return "\n".join(rows) + "\n"
 
 
 if __name__ == "__main__":
-    if "TIMELINE" not in os.environ:
-        sys.exit("set TIMELINE to the file to write")
-    instrument()
-    atexit.register(write)
-    from tokenyard.cli.main import main
-
-    sys.exit(main())
+    serve("TIMELINE", instrument, table)
