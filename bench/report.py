@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import statistics
 import subprocess
 import time
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ COLUMNS = [
     ("mode", "mode"),
     ("workers", "workers"),
     ("concurrency", "conc"),
+    ("round", "round"),
     ("requests", "requests"),
     ("errors", "errors"),
     ("rps", "rps"),
@@ -39,12 +41,15 @@ def cpu_us_per_request(load: dict[str, Any]) -> float | None:
     return round(pct / 100 * load["elapsed_s"] / load["ok"] * 1e6, 1)
 
 
-def make_row(target: str, mode: str, load: dict[str, Any], workers: int | None = None) -> Row:
+def make_row(
+    target: str, mode: str, load: dict[str, Any], workers: int | None = None, round_: int = 1
+) -> Row:
     return {
         "target": target,
         "mode": mode,
         "workers": workers,
         "concurrency": load["concurrency"],
+        "round": round_,
         "requests": load["requests"],
         "errors": load["errors"],
         "rps": load["rps"],
@@ -58,22 +63,70 @@ def make_row(target: str, mode: str, load: dict[str, Any], workers: int | None =
     }
 
 
-def _index(rows: Sequence[Row], target: str) -> dict[tuple[str, int, int | None], Row]:
-    return {(r["mode"], r["concurrency"], r["workers"]): r for r in rows if r["target"] == target}
+Key = tuple[str, int, int | None]  # mode, concurrency, workers
+
+
+def _key(row: Row) -> Key:
+    return row["mode"], row["concurrency"], row["workers"]
+
+
+def _index(rows: Sequence[Row], target: str) -> dict[tuple[Key, int], Row]:
+    """A target's rows by (row key, round)."""
+    return {(_key(r), r["round"]): r for r in rows if r["target"] == target}
 
 
 def add_derived(rows: Sequence[Row], gateway: str, litellm: str | None) -> None:
-    """Fill ``added_p50_ms`` (vs direct) and ``rps_vs_litellm`` (gateway rows against LiteLLM
-    with as many workers) in place."""
+    """Fill ``added_p50_ms`` (vs direct, measured once, in round 1) and ``rps_vs_litellm``
+    (gateway rows against LiteLLM's with as many workers, in the same round) in place."""
     direct = _index(rows, DIRECT)
     other = _index(rows, litellm) if litellm else {}
     for row in rows:
-        base = direct.get((row["mode"], row["concurrency"], None))
+        base = direct.get(((row["mode"], row["concurrency"], None), 1))
         if row["target"] != DIRECT and base and None not in (row["p50_ms"], base["p50_ms"]):
             row["added_p50_ms"] = round(row["p50_ms"] - base["p50_ms"], 3)
-        peer = other.get((row["mode"], row["concurrency"], row["workers"]))
+        peer = other.get((_key(row), row["round"]))
         if row["target"] == gateway and peer and peer["rps"]:
             row["rps_vs_litellm"] = round(row["rps"] / peer["rps"], 2)
+
+
+def rounds_table(rows: Sequence[Row], gateway: str, litellm: str) -> str:
+    """For each row key: the gateway's rps over LiteLLM's in each round and their median;
+    the same for CPU time per request (LiteLLM's over the gateway's), which moves less with
+    the machine's drift than rps does; and the latency the gateway added, in ms."""
+    ours, theirs = _index(rows, gateway), _index(rows, litellm)
+    lines = [
+        "| mode | workers | conc | rps ratio (each round) | median | "
+        "CPU µs/req ratio (each round) | median | added p50 ms (each round) | median |",
+        "|---|---:|---:|---|---:|---|---:|---|---:|",
+    ]
+    for key in sorted({k for k, _ in ours}, key=lambda k: (k[0], k[2] or 0, k[1])):
+        rps, cpu, added = [], [], []
+        for (k, _), row in sorted(ours.items(), key=lambda item: item[0][1]):
+            if k != key:
+                continue
+            if row["added_p50_ms"] is not None:
+                added.append(row["added_p50_ms"])
+            peer = theirs.get((k, row["round"]))
+            if peer is None:
+                continue
+            if row["rps"] and peer["rps"]:
+                rps.append(row["rps"] / peer["rps"])
+            if row["cpu_us_per_req"] and peer["cpu_us_per_req"]:
+                cpu.append(peer["cpu_us_per_req"] / row["cpu_us_per_req"])
+        mode, concurrency, workers = key
+        lines.append(
+            f"| {mode} | {workers} | {concurrency} | {_ratios(rps)} | {_median(rps)}× | "
+            f"{_ratios(cpu)} | {_median(cpu)}× | {_ratios(added, 3)} | {_median(added, 3)} |"
+        )
+    return "\n".join(lines)
+
+
+def _ratios(values: Sequence[float], digits: int = 1) -> str:
+    return " / ".join(f"{v:.{digits}f}" for v in values) or "-"
+
+
+def _median(values: Sequence[float], digits: int = 1) -> str:
+    return f"{statistics.median(values):.{digits}f}" if values else "-"
 
 
 def _cell(value: object) -> str:

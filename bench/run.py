@@ -66,6 +66,7 @@ class Bench:
         self.upstream_port = 0
         self.upstream_pid = 0
         self.background: dict[str, float] = {}
+        self.round = 1
 
     # ---- processes -------------------------------------------------------------------
 
@@ -157,7 +158,7 @@ class Bench:
                 if sampler is not None:
                     sampler.wait()
                     print(spy.table(Path(sampler.args[-1])), file=sys.stderr)
-                self.rows.append(report.make_row(target, mode, load, workers))
+                self.rows.append(report.make_row(target, mode, load, workers, self.round))
                 print(
                     f"  {target:<18} w={workers or '-'} {mode:<10} c={concurrency:<3} "
                     f"rps={load['rps']:>9} "
@@ -199,7 +200,7 @@ class Bench:
 
     def bench_gateway(self, prefix: list[str], workers: int) -> None:
         port = procs.free_port()
-        home = self.tmp / f"gateway-w{workers}"  # a fresh database per gateway run
+        home = self.tmp / f"gateway-w{workers}-r{self.round}"  # a fresh database per run
         home.mkdir(exist_ok=True)
         config = home / "bench.yaml"
         config.write_text(
@@ -312,6 +313,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--label", default="tokenyard", help="gateway name in the table")
     p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="with --vs-litellm: measure both this many times, alternating which goes first, "
+        "and print each round's ratio and their median",
+    )
+    p.add_argument(
         "--profile",
         type=Path,
         default=None,
@@ -329,6 +337,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not set(args.modes) <= set(MODES):
         p.error(f"--modes must be a subset of {','.join(MODES)}")
+    if args.rounds < 1 or (args.rounds > 1 and not args.vs_litellm):
+        p.error("--rounds takes a count of 1 or more, and more than 1 needs --vs-litellm")
     if args.profile is not None and args.duration < 3:
         p.error("--profile needs --duration of 3 s or more")
     return args
@@ -347,11 +357,17 @@ def run(bench: Bench) -> None:
             file=sys.stderr,
         )
         bench.processes.append({"target": args.label, "skipped": "executable not found"})
-    for workers in args.workers:  # tokenyard, then LiteLLM, with as many workers
-        if prefix is not None:
-            bench.bench_gateway(prefix, workers)
-        if args.vs_litellm:
-            bench.bench_litellm(workers)
+    for bench.round in range(1, args.rounds + 1):
+        for workers in args.workers:  # tokenyard and LiteLLM with as many workers
+            targets = ["gateway"] if prefix else []
+            targets += ["litellm"] if args.vs_litellm else []
+            if bench.round % 2 == 0:  # even rounds start with LiteLLM: drift falls on both
+                targets.reverse()
+            for target in targets:
+                if target == "litellm":
+                    bench.bench_litellm(workers)
+                elif prefix is not None:
+                    bench.bench_gateway(prefix, workers)
 
 
 def print_and_save(bench: Bench) -> None:
@@ -381,6 +397,9 @@ def print_and_save(bench: Bench) -> None:
     )
     print(report.markdown_table(bench.rows, with_ratio=args.vs_litellm))
     print()
+    if args.rounds > 1:
+        print(report.rounds_table(bench.rows, args.label, "litellm"))
+        print()
     print(report.process_table([p for p in bench.processes if "skipped" not in p]))
     noisy = [r for r in bench.rows if r["load"]["cpu_pct"]["other"] > NOISY_PCT]
     if noisy:
