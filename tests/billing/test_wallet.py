@@ -1,5 +1,6 @@
-"""The wallet's settlement when its caller is cancelled (a client that hangs up), on a real
-SQLite database."""
+"""The wallet's settlement on a real SQLite database: when its caller is cancelled (a client
+that hangs up), and when the request is alone in flight, so that the charge commits at once
+(store/sqlite_writer.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from tokenyard.billing.price import Price, cost_nano
 from tokenyard.billing.wallet import Payer, Settled, Wallet
+from tokenyard.errors import ServiceUnavailable
 from tokenyard.store import Database
 from tokenyard.store.accounts import SqlAccounts
 from tokenyard.store.holds import HeldReservation
@@ -19,7 +21,12 @@ from tokenyard.store.ledger import SqlLedger
 from tokenyard.wire.usage import Usage
 
 
-def test_a_cancelled_caller_waits_for_the_charge_and_it_is_reported(tmp_path: Path) -> None:
+@pytest.mark.parametrize("alone", [False, True], ids=["in-a-batch", "alone"])
+def test_a_cancelled_caller_waits_for_the_charge_and_it_is_reported(
+    tmp_path: Path, alone: bool
+) -> None:
+    """Alone or not, a charge that must wait (another process holds the write lock) runs in
+    its own task, which the caller's cancellation waits for."""
     path = tmp_path / "w.db"
 
     async def scenario() -> None:
@@ -30,6 +37,9 @@ def test_a_cancelled_caller_waits_for_the_charge_and_it_is_reported(tmp_path: Pa
         await SqlLedger(db.engine).credit(account.id, 10**9, "seed")
         held = HeldReservation("req_1", account.id, None, 10**6)
         assert await holds.reserve(held, "me") is None
+        writer = db.sqlite_writer()
+        assert writer is not None
+        writer.alone = lambda: alone
         wallet = Wallet(holds, owner="me")
         wallet.active.add(held.id)
         price = Price(input=Decimal(1), output=Decimal(2), cached_input=Decimal(1))
@@ -71,5 +81,91 @@ def test_a_cancelled_caller_waits_for_the_charge_and_it_is_reported(tmp_path: Pa
         assert held.id not in wallet.active
         await holds.close()
         await db.close()
+
+    asyncio.run(scenario())
+
+
+PRICE = Price(input=Decimal(1), output=Decimal(2), cached_input=Decimal(1))
+USAGE = Usage(prompt_tokens=1000, completion_tokens=500)
+
+
+class Alone:
+    """A credited account with one hold, its writer told that the request is alone."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.db = Database(f"sqlite:///{path}")
+
+    async def open(self) -> None:
+        await self.db.upgrade()
+        self.accounts, self.holds = SqlAccounts(self.db.engine), self.db.hold_store()
+        account = await self.accounts.create_account("a")
+        await SqlLedger(self.db.engine).credit(account.id, 10**9, "seed")
+        self.held = HeldReservation("req_1", account.id, None, 10**6)
+        self.payer = Payer(account.id, None, Decimal("0.1"))
+        writer = self.db.sqlite_writer()
+        assert writer is not None
+        writer.alone = lambda: True
+        self.wallet = Wallet(self.holds, owner="me")
+        assert await self.holds.reserve(self.held, "me") is None
+        self.wallet.active.add(self.held.id)
+
+    async def settle(self, reported: list[Settled]) -> Settled:
+        return await self.wallet.settle(
+            self.held,
+            payer=self.payer,
+            price=PRICE,
+            usage=USAGE,
+            model="m",
+            provider="p",
+            on_charged=reported.append,
+        )
+
+    async def sums(self) -> tuple[int, int]:
+        row = await self.accounts.get_account(self.held.account_id)
+        assert row is not None
+        return row.balance_nano, row.reserved_nano
+
+    async def close(self) -> None:
+        await self.holds.close()
+        await self.db.close()
+
+
+def test_alone_the_charge_is_committed_and_reported_without_a_loop_turn(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        books = Alone(tmp_path / "w.db")
+        await books.open()
+        turned: list[str] = []
+        asyncio.get_running_loop().call_soon(turned.append, "a turn")
+        reported: list[Settled] = []
+        settled = await books.settle(reported)
+        assert turned == []  # neither a task nor a wait: committed before settle returned
+        expected = cost_nano(PRICE, USAGE, books.payer.markup)
+        assert settled.cost_nano == expected
+        assert reported == [settled]
+        assert books.held.id not in books.wallet.active
+        assert await books.sums() == (10**9 - expected, 0)
+        await books.close()
+
+    asyncio.run(scenario())
+
+
+def test_alone_a_charge_that_cannot_commit_fails_and_leaves_the_hold(tmp_path: Path) -> None:
+    """A database error during the charge comes back as a 503 to the caller; the ledger has
+    no charge and the hold stays for the reaper, as when the charge waits in its task."""
+
+    async def scenario() -> None:
+        books = Alone(tmp_path / "w.db")
+        await books.open()
+        broken = sqlite3.connect(books.path, isolation_level=None)
+        broken.execute("ALTER TABLE reservations RENAME TO gone")  # the charge's DELETE fails
+        broken.close()
+        reported: list[Settled] = []
+        with pytest.raises(ServiceUnavailable):
+            await books.settle(reported)
+        assert reported == []
+        assert books.held.id not in books.wallet.active
+        assert await books.sums() == (10**9, 10**6)  # nothing charged, the hold still held
+        await books.close()
 
     asyncio.run(scenario())

@@ -269,3 +269,83 @@ def test_alone_in_its_turn_an_operation_is_undone_by_its_transaction(tmp_path: P
         assert books.reservations() == set()
 
     on_books(tmp_path / "w.db", scenario)
+
+
+def test_alone_an_operation_commits_at_once_without_a_loop_turn(tmp_path: Path) -> None:
+    """With nothing else to wait for (``alone``: one request in flight), an operation does
+    not wait a turn of the loop for others to join its commit: it is committed, and its
+    result heard, before any other callback runs."""
+
+    async def scenario(books: Books) -> None:
+        books.writer.alone = lambda: True
+        turned: list[str] = []
+        asyncio.get_running_loop().call_soon(turned.append, "a turn")
+        before = books.writer.batches
+        held = books.held("r1", 100, key=True)
+        assert await books.holds.reserve(held, "me") is None
+        assert turned == []  # no loop turn passed
+        assert books.writer.batches == before + 1
+        assert books.reservations() == {"r1"}  # committed: another connection sees it
+        assert await books.holds.settle(charge(held, 30)) is True
+        assert turned == []
+        assert books.sums() == (10**9 - 30, 0, 30, 0)
+
+    on_books(tmp_path / "w.db", scenario)
+
+
+def test_alone_refusals_and_failures_are_heard_as_in_a_batch(tmp_path: Path) -> None:
+    def broken(conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE accounts SET reserved_nano = 999")
+        raise ValueError("ours")
+
+    async def scenario(books: Books) -> None:
+        books.writer.alone = lambda: True
+        assert await books.holds.reserve(books.held("over-budget", 200, key=True), "me") == "key"
+        with pytest.raises(ValueError, match="ours"):
+            await books.writer.run(broken)
+        with pytest.raises(ServiceUnavailable):  # SQLite's own errors: a 503
+            await books.writer.run(lambda conn: conn.execute("SELECT * FROM no_such_table"))
+        held = books.held("r1", 100, key=True)
+        assert await books.holds.reserve(held, "me") is None
+        assert await books.holds.settle(charge(held, 30)) is True
+        assert await books.holds.settle(charge(held, 30)) is False  # charged before
+        assert books.sums() == (10**9 - 30, 0, 30, 0)  # the broken one's update undone
+        assert books.reservations() == set()
+
+    on_books(tmp_path / "w.db", scenario)
+
+
+def test_alone_while_another_process_writes_it_waits_on_the_thread(tmp_path: Path) -> None:
+    """At once means without a loop turn, never blocking the loop: when another process
+    holds the write lock, the operation goes the queued way, to the thread that waits."""
+
+    async def scenario(books: Books) -> None:
+        books.writer.alone = lambda: True
+        blocker = sqlite3.connect(books.path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        waiting = asyncio.ensure_future(books.holds.reserve(books.held("r1", 100), "me"))
+        ticks = 0
+        for _ in range(10):
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert not waiting.done()
+        assert ticks == 10  # the loop kept running meanwhile
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        assert await waiting is None
+        assert books.reservations() == {"r1"}
+
+    on_books(tmp_path / "w.db", scenario)
+
+
+def test_not_alone_operations_still_share_their_turn_s_commit(tmp_path: Path) -> None:
+    async def scenario(books: Books) -> None:
+        books.writer.alone = lambda: False
+        before = books.writer.batches
+        heard = await asyncio.gather(
+            *(books.holds.reserve(books.held(f"r{i}", 100), "me") for i in range(4))
+        )
+        assert heard == [None] * 4
+        assert books.writer.batches == before + 1
+
+    on_books(tmp_path / "w.db", scenario)

@@ -119,6 +119,14 @@ class Wallet:
             cached_tokens=usage.cached_tokens,
             output_tokens=usage.completion_tokens,
         )
+        try:
+            charged = self._ledger.settle_at_once(charge)
+        except BaseException:
+            self.active.discard(charge.request_id)
+            raise
+        if charged is not None:  # committed already: no await, so nothing could cancel it
+            self._charged(charge, settled, on_charged)
+            return settled
         charging = asyncio.ensure_future(self._charge(charge, settled, on_charged))
         try:
             await asyncio.shield(charging)
@@ -135,7 +143,14 @@ class Wallet:
     ) -> None:
         try:
             await self._ledger.settle(charge)
-        finally:
-            self.active.discard(charge.request_id)  # the hold's id
+        except BaseException:
+            self.active.discard(charge.request_id)
+            raise
+        self._charged(charge, settled, on_charged)
+
+    def _charged(
+        self, charge: Charge, settled: Settled, on_charged: Callable[[Settled], None] | None
+    ) -> None:
+        self.active.discard(charge.request_id)  # the hold's id
         if on_charged is not None:
             on_charged(settled)

@@ -120,6 +120,14 @@ def _log_requests(app: web.Application, database: Database, config: Config) -> N
     app.cleanup_ctx.append(running)
 
 
+def _commit_at_once_when_alone(database: Database, drain: Drain) -> None:
+    """With one request in flight, no other operation can join its hold's or its charge's
+    group commit: the SQLite writer then commits at once (store/sqlite_writer.py)."""
+    writer = database.sqlite_writer()
+    if writer is not None:
+        writer.alone = lambda: drain.in_flight <= 1
+
+
 async def build_app(
     config: Config,
     *,
@@ -143,6 +151,7 @@ async def build_app(
     link = RedisLink() if config.redis else None  # one view of Redis for all its users
     limiter: KeyLimiter = RedisLimiter(config.redis, link=link) if config.redis else MemoryLimiter()
     holds = database.hold_store()
+    _commit_at_once_when_alone(database, drain)
     owner, host, pid = new_owner()
     wallet = Wallet(holds, owner=owner)
     lasting, bus, epoch = _lasting(app, config, wallet, limiter, epoch or MemoryEpoch(), link=link)

@@ -55,6 +55,11 @@ class HoldStore(Protocol):
         request was already charged (its reference is unique)."""
         ...
 
+    def settle_at_once(self, charge: Charge) -> bool | None:
+        """``settle``, done before this returns when the store can do it without waiting
+        (SQLite, one request in flight); None when it cannot, and then nothing was done."""
+        ...
+
     async def release(self, held: HeldReservation) -> bool:
         """Drop the reservation; False when it was already gone."""
         ...

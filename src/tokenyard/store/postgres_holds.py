@@ -105,6 +105,9 @@ class PostgresHolds:
         )
         return bool(charged)
 
+    def settle_at_once(self, charge: Charge) -> bool | None:
+        return None  # every statement is a round trip: there is no "at once"
+
     async def release(self, held: HeldReservation) -> bool:
         released = await self._call(
             lambda connection: connection.fetchval("SELECT tokenyard_release($1)", held.id)

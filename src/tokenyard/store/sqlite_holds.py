@@ -122,6 +122,10 @@ class SqliteHolds:
     async def settle(self, charge: Charge) -> bool:
         return await self._writer.run(lambda conn: _settle(conn, charge))
 
+    def settle_at_once(self, charge: Charge) -> bool | None:
+        outcome = self._writer.at_once(lambda conn: _settle(conn, charge))
+        return None if outcome is None else bool(outcome.value())
+
     async def release(self, held: HeldReservation) -> bool:
         return await self._writer.run(lambda conn: _unhold(conn, held))
 

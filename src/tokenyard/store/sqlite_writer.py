@@ -8,6 +8,11 @@ caller's await returns once that transaction has committed, so a result is as du
 if it had been committed alone. One commit of eight holds costs about what two cost alone
 (docs/decisions/0013).
 
+Waiting a turn for others only pays when there are others. While one request is in flight
+(the app says so through ``alone``), an operation commits at once, in the caller's own step,
+with no loop turn before its commit nor after it. At concurrency 1 those turns, with the
+charge's task, cost ~60 µs of a request's ~640 (docs/benchmarks.md, session 9).
+
 The transaction is a handful of indexed statements per operation and no fsync (WAL,
 synchronous=NORMAL): tens of microseconds, cheaper than any hop to a thread. So it runs on
 the event loop with ``busy_timeout=0``. When another process holds the write lock, the
@@ -44,9 +49,17 @@ CHECKPOINT_EVERY = 256
 
 
 @dataclass(slots=True)
-class _Outcome:
+class Outcome:
+    """What an operation came to: its result, or the error it raised."""
+
     result: object = None
     error: BaseException | None = None
+
+    def value(self) -> Any:
+        """The result, or the error raised (SQLite's own as ServiceUnavailable)."""
+        if self.error is not None:
+            raise _converted(self.error)
+        return self.result
 
 
 def _connect(path: str, busy_ms: int) -> sqlite3.Connection:
@@ -60,7 +73,7 @@ def _connect(path: str, busy_ms: int) -> sqlite3.Connection:
     return conn
 
 
-def _apply(conn: sqlite3.Connection, operation: Operation) -> _Outcome:
+def _apply(conn: sqlite3.Connection, operation: Operation) -> Outcome:
     """One operation in its own savepoint: its failure undoes its changes only."""
     conn.execute("SAVEPOINT op")
     try:
@@ -68,12 +81,12 @@ def _apply(conn: sqlite3.Connection, operation: Operation) -> _Outcome:
     except Exception as exc:
         conn.execute("ROLLBACK TO op")
         conn.execute("RELEASE op")
-        return _Outcome(error=exc)
+        return Outcome(error=exc)
     conn.execute("RELEASE op")
-    return _Outcome(result)
+    return Outcome(result)
 
 
-def _commit(conn: sqlite3.Connection, operations: list[Operation]) -> list[_Outcome]:
+def _commit(conn: sqlite3.Connection, operations: list[Operation]) -> list[Outcome]:
     """All ``operations`` in one transaction; raises (all undone) when it cannot commit.
 
     Optimistically, the operations run one after the other, without savepoints. Should one
@@ -85,11 +98,11 @@ def _commit(conn: sqlite3.Connection, operations: list[Operation]) -> list[_Outc
     conn.execute("BEGIN IMMEDIATE")
     try:
         try:
-            outcomes = [_Outcome(operation(conn)) for operation in operations]
+            outcomes = [Outcome(operation(conn)) for operation in operations]
         except Exception as exc:
             conn.execute("ROLLBACK")
             if len(operations) == 1:  # its transaction was its savepoint
-                return [_Outcome(error=exc)]
+                return [Outcome(error=exc)]
             conn.execute("BEGIN IMMEDIATE")
             outcomes = [_apply(conn, operation) for operation in operations]
         conn.execute("COMMIT")
@@ -116,13 +129,20 @@ class SqliteWriter:
         self._waiting: sqlite3.Connection | None = None
         self._thread: ThreadPoolExecutor | None = None
         self._queue: list[tuple[Operation, asyncio.Future[Any]]] = []
+        self.alone: Callable[[], bool] = lambda: False
+        """True while nothing else could join this turn's batch (one request in flight):
+        set by the app, so that an operation then commits at once, without a loop turn."""
         self.batches = 0
         """Transactions run on the event loop's connection (what the checkpoints count)."""
 
     async def run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``operation`` in the next group commit; its result once committed. Its own
-        exceptions come back as they are, except SQLite's, which are ServiceUnavailable.
-        It may run twice (``_commit``), so it must do nothing but use the connection."""
+        """Run ``operation`` at once when alone (``at_once``), else in the next group
+        commit; its result once committed. Its own exceptions come back as they are, except
+        SQLite's, which are ServiceUnavailable. It may run twice (``_commit``), so it must
+        do nothing but use the connection."""
+        outcome = self.at_once(operation)
+        if outcome is not None:
+            return outcome.value()  # type: ignore[no-any-return]
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         if not self._queue:
@@ -153,6 +173,22 @@ class SqliteWriter:
         self._committed()
         _deliver(batch, outcomes)
 
+    def at_once(self, operation: Operation) -> Outcome | None:
+        """``operation`` committed alone, now, when nothing else would join its commit
+        (``alone``) and no other process holds the write lock; else None, nothing done."""
+        if self._queue or not self.alone():
+            return None
+        try:
+            if self._inline is None:
+                self._inline = _connect(self._path, 0)
+            outcome = _commit(self._inline, [operation])[0]
+        except sqlite3.Error as exc:
+            if _locked(exc):
+                return None
+            raise _unavailable(exc) from None
+        self._committed()
+        return outcome
+
     def _committed(self) -> None:
         self.batches += 1
         if self.batches % CHECKPOINT_EVERY == 0:
@@ -163,7 +199,7 @@ class SqliteWriter:
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="tokenyard-sqlite")
         return self._thread
 
-    def _on_thread(self, operations: list[Operation]) -> list[_Outcome]:
+    def _on_thread(self, operations: list[Operation]) -> list[Outcome]:
         if self._waiting is None:
             self._waiting = _connect(self._path, 10_000)
         return _commit(self._waiting, operations)
@@ -188,24 +224,26 @@ class SqliteWriter:
 
 def _deliver(
     batch: list[tuple[Operation, asyncio.Future[Any]]],
-    outcomes: list[_Outcome] | None = None,
+    outcomes: list[Outcome] | None = None,
     *,
     error: BaseException | None = None,
 ) -> None:
     for i, (_, future) in enumerate(batch):
         if future.done():  # its caller was cancelled meanwhile
             continue
-        outcome = outcomes[i] if outcomes is not None else _Outcome(error=error)
+        outcome = outcomes[i] if outcomes is not None else Outcome(error=error)
         if outcome.error is None:
             future.set_result(outcome.result)
-        elif isinstance(outcome.error, sqlite3.Error):
-            future.set_exception(_unavailable(outcome.error))
         else:
-            future.set_exception(outcome.error)
+            future.set_exception(_converted(outcome.error))
+
+
+def _converted(error: BaseException) -> BaseException:
+    return _unavailable(error) if isinstance(error, sqlite3.Error) else error
 
 
 def _deliver_from(
-    batch: list[tuple[Operation, asyncio.Future[Any]]], done: asyncio.Future[list[_Outcome]]
+    batch: list[tuple[Operation, asyncio.Future[Any]]], done: asyncio.Future[list[Outcome]]
 ) -> None:
     error = done.exception()
     if error is not None:
