@@ -9,12 +9,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from tokenyard.config import parse_config
+from tests.server.built import built_app
 from tokenyard.errors import ServiceUnavailable
-from tokenyard.server.app import build_app
 from tokenyard.server.shutdown import DRAIN
 from tokenyard.server.state import DATABASE
-from tokenyard.store import Database
 
 
 def config_text(directory: Path) -> str:
@@ -33,17 +31,8 @@ async def never_ends(_error: ServiceUnavailable) -> None:
 
 
 async def scenario(directory: Path) -> list[bool]:
-    config = parse_config(config_text(directory), environ={})
-    database = Database(config.database)
-    await database.upgrade()
-    await database.close()
-    app = await build_app(config)
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()  # the start-up, and below the clean-up, of everything built
-    try:
+    async with built_app(config_text(directory)) as app:
         return await in_flight(app)
-    finally:
-        await runner.cleanup()
 
 
 async def in_flight(app: web.Application) -> list[bool]:

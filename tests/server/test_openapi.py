@@ -8,12 +8,9 @@ import re
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
-from tokenyard.config import parse_config
-from tokenyard.server.app import build_app
+from tests.server.built import built_app
 from tokenyard.server.openapi import document, operations
-from tokenyard.store import Database
 
 UNDESCRIBED = ("/ui",)
 """The dashboard's HTML pages and forms are not an API: left out of the document."""
@@ -33,14 +30,7 @@ models:
 
 async def registered(directory: Path) -> set[tuple[str, str]]:
     """Every (METHOD, path) of the real application, as ``build_app`` wires it."""
-    config = parse_config(config_text(directory), environ={})
-    database = Database(config.database)
-    await database.upgrade()
-    await database.close()
-    app = await build_app(config)
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()  # runs the start-up and, below, the clean-up of everything built
-    try:
+    async with built_app(config_text(directory)) as app:
         routes = set()
         for route in app.router.routes():
             path = route.resource.canonical if route.resource is not None else ""
@@ -48,8 +38,6 @@ async def registered(directory: Path) -> set[tuple[str, str]]:
                 continue  # aiohttp adds HEAD beside every GET
             routes.add((route.method, re.sub(r"\{(\w+):[^}]*\}", r"{\1}", path)))
         return routes
-    finally:
-        await runner.cleanup()
 
 
 def test_the_document_describes_every_route_and_no_other(tmp_path: Path) -> None:

@@ -132,6 +132,12 @@ def on_books(path: Path, scenario: Callable[[Books], Awaitable[None]]) -> None:
     asyncio.run(main())
 
 
+def broken(conn: sqlite3.Connection) -> None:
+    """An operation of ours that writes, then raises: its write must be undone."""
+    conn.execute("UPDATE accounts SET reserved_nano = 999")
+    raise ValueError("ours")
+
+
 def charge(held: HeldReservation, cost: int) -> Charge:
     return Charge(
         held.id, held.account_id, held.key_id, held.amount_nano, cost, cost // 2, "m", "p", 10, 0, 5
@@ -187,10 +193,6 @@ def test_a_second_charge_is_refused_while_its_neighbours_commit(tmp_path: Path) 
 
 
 def test_an_operation_that_fails_fails_alone(tmp_path: Path) -> None:
-    def broken(conn: sqlite3.Connection) -> None:
-        conn.execute("UPDATE accounts SET reserved_nano = 999")
-        raise ValueError("ours")
-
     async def scenario(books: Books) -> None:
         heard = await asyncio.gather(
             books.writer.run(broken),
@@ -253,10 +255,6 @@ def test_alone_in_its_turn_an_operation_is_undone_by_its_transaction(tmp_path: P
     """One operation in a turn runs without a savepoint: its refusal or failure rolls back
     the whole (its own) transaction, and the writer goes on."""
 
-    def broken(conn: sqlite3.Connection) -> None:
-        conn.execute("UPDATE accounts SET reserved_nano = 999")
-        raise ValueError("ours")
-
     async def scenario(books: Books) -> None:
         assert await books.holds.reserve(books.held("over-budget", 200, key=True), "me") == "key"
         with pytest.raises(ValueError, match="ours"):
@@ -294,10 +292,6 @@ def test_alone_an_operation_commits_at_once_without_a_loop_turn(tmp_path: Path) 
 
 
 def test_alone_refusals_and_failures_are_heard_as_in_a_batch(tmp_path: Path) -> None:
-    def broken(conn: sqlite3.Connection) -> None:
-        conn.execute("UPDATE accounts SET reserved_nano = 999")
-        raise ValueError("ours")
-
     async def scenario(books: Books) -> None:
         books.writer.alone = lambda: True
         assert await books.holds.reserve(books.held("over-budget", 200, key=True), "me") == "key"
