@@ -93,20 +93,22 @@ def rounds_table(rows: Sequence[Row], gateway: str, litellm: str) -> str:
     """For each row key: the gateway's rps over LiteLLM's in each round and their median;
     the same for CPU time per request (LiteLLM's over the gateway's), which moves less with
     the machine's drift than rps does; and the latency the gateway added, in ms."""
-    ours, theirs = _index(rows, gateway), _index(rows, litellm)
+    theirs = _index(rows, litellm)
+    rounds: dict[Key, list[Row]] = {}  # the gateway's rows of each key, round by round
+    for row in sorted(rows, key=lambda r: r["round"]):
+        if row["target"] == gateway:
+            rounds.setdefault(_key(row), []).append(row)
     lines = [
         "| mode | workers | conc | rps ratio (each round) | median | "
         "CPU µs/req ratio (each round) | median | added p50 ms (each round) | median |",
         "|---|---:|---:|---|---:|---|---:|---|---:|",
     ]
-    for key in sorted({k for k, _ in ours}, key=lambda k: (k[0], k[2] or 0, k[1])):
+    for key in sorted(rounds, key=lambda k: (k[0], k[2] or 0, k[1])):
         rps, cpu, added = [], [], []
-        for (k, _), row in sorted(ours.items(), key=lambda item: item[0][1]):
-            if k != key:
-                continue
+        for row in rounds[key]:
             if row["added_p50_ms"] is not None:
                 added.append(row["added_p50_ms"])
-            peer = theirs.get((k, row["round"]))
+            peer = theirs.get((key, row["round"]))
             if peer is None:
                 continue
             if row["rps"] and peer["rps"]:

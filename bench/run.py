@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -359,15 +360,13 @@ def run(bench: Bench) -> None:
         bench.processes.append({"target": args.label, "skipped": "executable not found"})
     for bench.round in range(1, args.rounds + 1):
         for workers in args.workers:  # tokenyard and LiteLLM with as many workers
-            targets = ["gateway"] if prefix else []
-            targets += ["litellm"] if args.vs_litellm else []
+            targets = [partial(bench.bench_gateway, prefix, workers)] if prefix else []
+            if args.vs_litellm:
+                targets.append(partial(bench.bench_litellm, workers))
             if bench.round % 2 == 0:  # even rounds start with LiteLLM: drift falls on both
                 targets.reverse()
             for target in targets:
-                if target == "litellm":
-                    bench.bench_litellm(workers)
-                elif prefix is not None:
-                    bench.bench_gateway(prefix, workers)
+                target()
 
 
 def print_and_save(bench: Bench) -> None:

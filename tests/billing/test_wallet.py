@@ -20,80 +20,17 @@ from tokenyard.store.holds import HeldReservation
 from tokenyard.store.ledger import SqlLedger
 from tokenyard.wire.usage import Usage
 
-
-@pytest.mark.parametrize("alone", [False, True], ids=["in-a-batch", "alone"])
-def test_a_cancelled_caller_waits_for_the_charge_and_it_is_reported(
-    tmp_path: Path, alone: bool
-) -> None:
-    """Alone or not, a charge that must wait (another process holds the write lock) runs in
-    its own task, which the caller's cancellation waits for."""
-    path = tmp_path / "w.db"
-
-    async def scenario() -> None:
-        db = Database(f"sqlite:///{path}")
-        await db.upgrade()
-        accounts, holds = SqlAccounts(db.engine), db.hold_store()
-        account = await accounts.create_account("a")
-        await SqlLedger(db.engine).credit(account.id, 10**9, "seed")
-        held = HeldReservation("req_1", account.id, None, 10**6)
-        assert await holds.reserve(held, "me") is None
-        writer = db.sqlite_writer()
-        assert writer is not None
-        writer.alone = lambda: alone
-        wallet = Wallet(holds, owner="me")
-        wallet.active.add(held.id)
-        price = Price(input=Decimal(1), output=Decimal(2), cached_input=Decimal(1))
-        usage = Usage(prompt_tokens=1000, completion_tokens=500)
-        payer = Payer(account.id, "key_1", Decimal("0.1"))
-        reported: list[Settled] = []
-        # Another connection holds the write lock: the charge waits for it on the thread.
-        blocker = sqlite3.connect(path, isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")
-        before = len(asyncio.all_tasks())
-        settling = asyncio.create_task(
-            wallet.settle(
-                held,
-                payer=payer,
-                price=price,
-                usage=usage,
-                model="m",
-                provider="p",
-                on_charged=reported.append,
-            )
-        )
-        for _ in range(500):  # until the charge runs in its own task
-            if len(asyncio.all_tasks()) >= before + 2:
-                break
-            await asyncio.sleep(0.01)
-        settling.cancel()
-        await asyncio.sleep(0.05)
-        assert not settling.done()  # the cancellation waits for the charge
-        assert reported == []
-        blocker.execute("ROLLBACK")
-        blocker.close()
-        with pytest.raises(asyncio.CancelledError):
-            await settling
-        expected = cost_nano(price, usage, payer.markup)
-        assert [s.cost_nano for s in reported] == [expected]
-        row = await accounts.get_account(account.id)
-        assert row is not None
-        assert (row.balance_nano, row.reserved_nano) == (10**9 - expected, 0)
-        assert held.id not in wallet.active
-        await holds.close()
-        await db.close()
-
-    asyncio.run(scenario())
-
-
 PRICE = Price(input=Decimal(1), output=Decimal(2), cached_input=Decimal(1))
 USAGE = Usage(prompt_tokens=1000, completion_tokens=500)
 
 
-class Alone:
-    """A credited account with one hold, its writer told that the request is alone."""
+class Books:
+    """A credited account with one hold, and a wallet that knows of it; its writer told
+    whether the request is alone in flight."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, alone: bool):
         self.path = path
+        self.alone = alone
         self.db = Database(f"sqlite:///{path}")
 
     async def open(self) -> None:
@@ -102,10 +39,10 @@ class Alone:
         account = await self.accounts.create_account("a")
         await SqlLedger(self.db.engine).credit(account.id, 10**9, "seed")
         self.held = HeldReservation("req_1", account.id, None, 10**6)
-        self.payer = Payer(account.id, None, Decimal("0.1"))
+        self.payer = Payer(account.id, "key_1", Decimal("0.1"))
         writer = self.db.sqlite_writer()
         assert writer is not None
-        writer.alone = lambda: True
+        writer.alone = lambda: self.alone
         self.wallet = Wallet(self.holds, owner="me")
         assert await self.holds.reserve(self.held, "me") is None
         self.wallet.active.add(self.held.id)
@@ -131,9 +68,46 @@ class Alone:
         await self.db.close()
 
 
+@pytest.mark.parametrize("alone", [False, True], ids=["in-a-batch", "alone"])
+def test_a_cancelled_caller_waits_for_the_charge_and_it_is_reported(
+    tmp_path: Path, alone: bool
+) -> None:
+    """Alone or not, a charge that must wait (another process holds the write lock) runs in
+    its own task, which the caller's cancellation waits for."""
+
+    async def scenario() -> None:
+        books = Books(tmp_path / "w.db", alone=alone)
+        await books.open()
+        reported: list[Settled] = []
+        # Another connection holds the write lock: the charge waits for it on the thread.
+        blocker = sqlite3.connect(books.path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        before = len(asyncio.all_tasks())
+        settling = asyncio.create_task(books.settle(reported))
+        for _ in range(500):  # until the charge runs in its own task
+            if len(asyncio.all_tasks()) >= before + 2:
+                break
+            await asyncio.sleep(0.01)
+        settling.cancel()
+        await asyncio.sleep(0.05)
+        assert not settling.done()  # the cancellation waits for the charge
+        assert reported == []
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        with pytest.raises(asyncio.CancelledError):
+            await settling
+        expected = cost_nano(PRICE, USAGE, books.payer.markup)
+        assert [s.cost_nano for s in reported] == [expected]
+        assert await books.sums() == (10**9 - expected, 0)
+        assert books.held.id not in books.wallet.active
+        await books.close()
+
+    asyncio.run(scenario())
+
+
 def test_alone_the_charge_is_committed_and_reported_without_a_loop_turn(tmp_path: Path) -> None:
     async def scenario() -> None:
-        books = Alone(tmp_path / "w.db")
+        books = Books(tmp_path / "w.db", alone=True)
         await books.open()
         turned: list[str] = []
         asyncio.get_running_loop().call_soon(turned.append, "a turn")
@@ -155,7 +129,7 @@ def test_alone_a_charge_that_cannot_commit_fails_and_leaves_the_hold(tmp_path: P
     no charge and the hold stays for the reaper, as when the charge waits in its task."""
 
     async def scenario() -> None:
-        books = Alone(tmp_path / "w.db")
+        books = Books(tmp_path / "w.db", alone=True)
         await books.open()
         broken = sqlite3.connect(books.path, isolation_level=None)
         broken.execute("ALTER TABLE reservations RENAME TO gone")  # the charge's DELETE fails

@@ -223,8 +223,15 @@ def test_a_caller_cancelled_before_its_turn_is_never_run(tmp_path: Path) -> None
     on_books(tmp_path / "w.db", scenario)
 
 
-def test_while_another_process_writes_a_batch_waits_on_the_thread(tmp_path: Path) -> None:
+@pytest.mark.parametrize("alone", [False, True], ids=["in-a-batch", "alone"])
+def test_while_another_process_writes_a_batch_waits_on_the_thread(
+    tmp_path: Path, alone: bool
+) -> None:
+    """Alone or not, the loop never waits for another process's write lock: the batch goes
+    to the thread that waits (alone, nothing is written at once)."""
+
     async def scenario(books: Books) -> None:
+        books.writer.alone = lambda: alone
         blocker = sqlite3.connect(books.path, isolation_level=None)
         blocker.execute("BEGIN IMMEDIATE")
         ticks = 0
@@ -305,41 +312,5 @@ def test_alone_refusals_and_failures_are_heard_as_in_a_batch(tmp_path: Path) -> 
         assert await books.holds.settle(charge(held, 30)) is False  # charged before
         assert books.sums() == (10**9 - 30, 0, 30, 0)  # the broken one's update undone
         assert books.reservations() == set()
-
-    on_books(tmp_path / "w.db", scenario)
-
-
-def test_alone_while_another_process_writes_it_waits_on_the_thread(tmp_path: Path) -> None:
-    """At once means without a loop turn, never blocking the loop: when another process
-    holds the write lock, the operation goes the queued way, to the thread that waits."""
-
-    async def scenario(books: Books) -> None:
-        books.writer.alone = lambda: True
-        blocker = sqlite3.connect(books.path, isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")
-        waiting = asyncio.ensure_future(books.holds.reserve(books.held("r1", 100), "me"))
-        ticks = 0
-        for _ in range(10):
-            await asyncio.sleep(0.01)
-            ticks += 1
-        assert not waiting.done()
-        assert ticks == 10  # the loop kept running meanwhile
-        blocker.execute("ROLLBACK")
-        blocker.close()
-        assert await waiting is None
-        assert books.reservations() == {"r1"}
-
-    on_books(tmp_path / "w.db", scenario)
-
-
-def test_not_alone_operations_still_share_their_turn_s_commit(tmp_path: Path) -> None:
-    async def scenario(books: Books) -> None:
-        books.writer.alone = lambda: False
-        before = books.writer.batches
-        heard = await asyncio.gather(
-            *(books.holds.reserve(books.held(f"r{i}", 100), "me") for i in range(4))
-        )
-        assert heard == [None] * 4
-        assert books.writer.batches == before + 1
 
     on_books(tmp_path / "w.db", scenario)

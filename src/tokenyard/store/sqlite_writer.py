@@ -157,20 +157,16 @@ class SqliteWriter:
             return
         operations = [op for op, _ in batch]
         try:
-            if self._inline is None:
-                self._inline = _connect(self._path, 0)
-            outcomes = _commit(self._inline, operations)
+            outcomes = self._commit_here(operations)
         except sqlite3.Error as exc:
-            if not _locked(exc):
-                _deliver(batch, error=_unavailable(exc))
-                return
-            # Another process holds the write lock: wait for it off the event loop.
+            _deliver(batch, error=exc)
+            return
+        if outcomes is None:  # another process holds the write lock: wait off the loop
             waiting = asyncio.get_running_loop().run_in_executor(
                 self._executor(), self._on_thread, operations
             )
             waiting.add_done_callback(lambda done: _deliver_from(batch, done))
             return
-        self._committed()
         _deliver(batch, outcomes)
 
     def at_once(self, operation: Operation) -> Outcome | None:
@@ -179,15 +175,24 @@ class SqliteWriter:
         if self._queue or not self.alone():
             return None
         try:
+            outcomes = self._commit_here([operation])
+        except sqlite3.Error as exc:
+            raise _unavailable(exc) from None
+        return None if outcomes is None else outcomes[0]
+
+    def _commit_here(self, operations: list[Operation]) -> list[Outcome] | None:
+        """``operations`` committed on the event loop's connection; None, nothing written,
+        when another process holds the write lock (it never waits for it)."""
+        try:
             if self._inline is None:
                 self._inline = _connect(self._path, 0)
-            outcome = _commit(self._inline, [operation])[0]
+            outcomes = _commit(self._inline, operations)
         except sqlite3.Error as exc:
             if _locked(exc):
                 return None
-            raise _unavailable(exc) from None
+            raise
         self._committed()
-        return outcome
+        return outcomes
 
     def _committed(self) -> None:
         self.batches += 1
@@ -247,6 +252,6 @@ def _deliver_from(
 ) -> None:
     error = done.exception()
     if error is not None:
-        _deliver(batch, error=_unavailable(error) if isinstance(error, sqlite3.Error) else error)
+        _deliver(batch, error=error)
     else:
         _deliver(batch, done.result())
