@@ -9,16 +9,10 @@ found them and says so, so the writer's batch needs no savepoints (sqlite_writer
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime
 
 from tokenyard.store.holds import Charge, HeldReservation, Refusal, charge_reference
 from tokenyard.store.sqlite_writer import SqliteWriter
-
-
-def _now() -> tuple[str, str]:
-    """The timestamp as SQLAlchemy stores it on SQLite (naive UTC), and the UTC day."""
-    now = datetime.now(UTC).isoformat(" ", "microseconds")[:26]  # without "+00:00"
-    return now, now[:10]
+from tokenyard.store.timestamps import sqlite_now
 
 
 def _reserve(conn: sqlite3.Connection, held: HeldReservation, owner: str) -> Refusal | None:
@@ -45,7 +39,7 @@ def _reserve(conn: sqlite3.Connection, held: HeldReservation, owner: str) -> Ref
     conn.execute(
         "INSERT INTO reservations (id, account_id, key_id, amount_nano, owner, created_at) "
         "VALUES (?, ?, ?, ?, ?, ?)",
-        (held.id, held.account_id, held.key_id, amount, owner, _now()[0]),
+        (held.id, held.account_id, held.key_id, amount, owner, sqlite_now()),
     )
     return None
 
@@ -80,7 +74,8 @@ def _unhold(conn: sqlite3.Connection, held: HeldReservation) -> bool:
 def _settle(conn: sqlite3.Connection, charge: Charge) -> bool:
     """Charge once: the ledger row first, whose unique reference refuses a second charge
     before anything else is written; then the hold off and the cost on."""
-    created, day = _now()
+    created = sqlite_now()
+    day = created[:10]  # the UTC day
     try:
         conn.execute(
             "INSERT INTO ledger (account_id, kind, amount_nano, reference, created_at, day, "
