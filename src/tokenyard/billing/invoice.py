@@ -6,11 +6,11 @@ import csv
 import html
 import io
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from tokenyard.billing.money import format_nano
 from tokenyard.errors import InvalidRequest
+from tokenyard.immutable import immutable
 from tokenyard.store.reports import UsageRow
 
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
@@ -30,7 +30,7 @@ def month_bounds(month: str) -> tuple[datetime, datetime]:
     return start, end
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Statement:
     account_id: str
     account_name: str

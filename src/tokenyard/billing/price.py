@@ -9,17 +9,17 @@ Reasoning tokens are output tokens. Rounded once, at the end, by :func:`to_nano`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 
 from tokenyard.billing.money import to_nano
 from tokenyard.config.schema import BillingConfig, PriceConfig
+from tokenyard.immutable import immutable
 from tokenyard.wire.usage import Usage
 
 _MILLION = Decimal(1_000_000)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Price:
     """Per-1M-token prices in the billing currency (after FX), before markup."""
 

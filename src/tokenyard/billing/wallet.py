@@ -10,18 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from decimal import Decimal
 
 from tokenyard.billing.money import format_nano, to_nano
 from tokenyard.billing.price import Price, cost_nano
 from tokenyard.errors import InsufficientQuota
+from tokenyard.immutable import immutable
 from tokenyard.store.holds import Charge, HeldReservation, HoldStore
 from tokenyard.store.ledger import MAX_NANO
 from tokenyard.wire.usage import Usage
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Payer:
     """Who pays for a request: the account, the key, and the account's markup."""
 
@@ -31,7 +31,7 @@ class Payer:
     tpm: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Settled:
     cost_nano: int
     provider_cost_nano: int

@@ -25,6 +25,7 @@ from tokenyard.errors import UpstreamError
 from tokenyard.gateway.budget import Budget, Tries
 from tokenyard.gateway.hedge import close_unused, race
 from tokenyard.gateway.relay import OpenedStream
+from tokenyard.immutable import immutable
 from tokenyard.obs.record import start_attempt
 from tokenyard.pool.keys import KeyPool, KeysExhausted, PooledKey
 from tokenyard.providers.base import Call, Provider
@@ -40,7 +41,7 @@ KEY_FAULTS = frozenset({401, 403, 429})
 """Upstream statuses that are about the credential: another key may succeed."""
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Won(Generic[T]):
     """The attempt that answered, and its answer."""
 

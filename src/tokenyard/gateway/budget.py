@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tokenyard.errors import NoUpstreamAvailable, UpstreamError, UpstreamTimeout
+from tokenyard.immutable import immutable
 from tokenyard.pool.keys import KeysExhausted
 from tokenyard.routing.catalog import PublicModel
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Budget:
     """What one request may spend before its first byte: time and upstream calls."""
 

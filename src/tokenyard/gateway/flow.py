@@ -40,6 +40,7 @@ from tokenyard.gateway.request import (
     parse_chat,
 )
 from tokenyard.identity.service import Principal
+from tokenyard.immutable import immutable
 from tokenyard.obs.record import current
 from tokenyard.pool.keys import KeyPool
 from tokenyard.providers.base import Call, ChatResult, EmbeddingResult, Provider
@@ -59,7 +60,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Run(Generic[T]):
     """An admitted, paid-for request and the upstream that took it."""
 

@@ -7,10 +7,10 @@ from the body that goes upstream.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from tokenyard.errors import InvalidRequest
+from tokenyard.immutable import immutable
 from tokenyard.routing.catalog import PublicModel
 from tokenyard.wire.json import JSONObject
 from tokenyard.wire.tokens import estimate_prompt_tokens
@@ -20,7 +20,7 @@ ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function
 MAX_N = 128
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class ChatRequest:
     model: str
     body: JSONObject  # canonical body for the upstream (routing fields removed)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Protocol
@@ -13,6 +12,7 @@ from typing import Protocol
 from tokenyard.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from tokenyard.identity.keys import KEY_MARK, generate_key, hash_key, visible_prefix
 from tokenyard.identity.revocation import RevocationEpoch
+from tokenyard.immutable import immutable
 from tokenyard.store.accounts import AccountRow, KeyRow
 
 REVALIDATE_S = 10.0
@@ -21,7 +21,7 @@ revocation on another machine (without Redis) can take to be seen."""
 CACHE_LIMIT = 100_000
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Principal:
     """Who is calling: an authenticated, unrevoked, unexpired client key."""
 
@@ -127,7 +127,7 @@ def _principal(row: KeyRow) -> Principal:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class IssuedKey:
     row: KeyRow
     key: str  # the only time the secret exists outside the client's hands

@@ -16,13 +16,13 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
 import aiohttp
 
 from tokenyard.errors import InvalidRequest, UpstreamError, UpstreamRejected, UpstreamTimeout
+from tokenyard.immutable import immutable
 from tokenyard.wire.json import JSONDecodeError, JSONObject, loads
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ TIMEOUT_S = 30.0
 """Longest wait for one processor API call."""
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Checkout:
     """Where the payer is sent to pay."""
 
@@ -43,7 +43,7 @@ class Checkout:
     url: str
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class PaymentEvent:
     """A verified "money arrived" notification."""
 

@@ -6,11 +6,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from tokenyard.immutable import immutable
 from tokenyard.wire.json import JSONObject
 from tokenyard.wire.usage import Usage
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Call:
     """One upstream call: the canonical request body, the upstream's own model name and the
     credential chosen from the provider's key pool (None when the upstream needs none)."""

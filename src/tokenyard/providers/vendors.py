@@ -7,13 +7,15 @@ their sources: ../shared/providers.md §2, §5, §6, §8, §10, §11.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from types import MappingProxyType
 from typing import Literal
 from urllib.parse import urlsplit
 
+from tokenyard.immutable import immutable
 
-@dataclass(frozen=True, slots=True)
+
+@immutable
 class VendorSpec:
     name: str
     hosts: tuple[str, ...] = ()

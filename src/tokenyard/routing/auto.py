@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from decimal import Decimal
 from typing import Literal
 
 from tokenyard.errors import InvalidRequest
+from tokenyard.immutable import immutable
 from tokenyard.routing.catalog import Catalog, Deployment, PublicModel
 from tokenyard.routing.task import TaskGuess, classify, needs
 from tokenyard.wire.json import JSONObject
@@ -30,7 +31,7 @@ MaxPrice = tuple[Decimal | None, Decimal | None]
 """Highest acceptable (input, output) price per 1M tokens, billing currency; None: any."""
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Candidate:
     name: str
     expected_cost: Decimal
@@ -43,7 +44,7 @@ class Candidate:
     """The cheapest usable deployment (the one ``expected_cost`` was priced on)."""
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Ranking:
     task: TaskGuess
     candidates: list[Candidate]
@@ -82,7 +83,7 @@ def _within(deployment: Deployment, max_price: MaxPrice | None) -> bool:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class _Request:
     task: str
     needs: frozenset[str]

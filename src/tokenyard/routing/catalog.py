@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from tokenyard.billing.price import Price
 from tokenyard.config import Config, ModelConfig
+from tokenyard.immutable import immutable
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Deployment:
     provider: str
     upstream_model: str
@@ -22,7 +21,7 @@ class Deployment:
         return f"{self.provider}/{self.upstream_model}"
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class PublicModel:
     name: str
     config: ModelConfig

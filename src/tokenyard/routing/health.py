@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from tokenyard.errors import ConfigError
+from tokenyard.immutable import immutable
 
 
 class Circuit(StrEnum):
@@ -44,7 +45,7 @@ class Circuit(StrEnum):
     HALF_OPEN = "half_open"
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class HealthPolicy:
     alpha: float = 0.2
     window_s: float = 60.0
@@ -78,7 +79,7 @@ class HealthPolicy:
             raise ConfigError(problems)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Snapshot:
     circuit: Circuit
     latency_ms: float | None

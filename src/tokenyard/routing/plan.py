@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
+from tokenyard.immutable import immutable
 from tokenyard.routing.catalog import Catalog, Deployment, PublicModel
 from tokenyard.wire.usage import Usage
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Attempt:
     model: PublicModel
     deployment: Deployment
@@ -32,7 +32,7 @@ Speed = Callable[[str], float | None]
 has never been measured."""
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Wishes:
     """What a request adds to its plan."""
 

@@ -10,8 +10,8 @@ than a short one. :func:`needs` lists the capabilities a model must declare to s
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
+from tokenyard.immutable import immutable
 from tokenyard.wire.json import JSONObject
 from tokenyard.wire.tokens import content_text
 
@@ -31,7 +31,7 @@ BODY = "in the request"
 _CJK = re.compile(r"[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef\u3000-\u303f]")
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class _Rule:
     """Fires when one of ``anchors`` is in the lowercased text (a cheap C-speed test) and
     then ``pattern`` matches it (the original text when ``raw``)."""
@@ -152,7 +152,7 @@ _RULES: tuple[_Rule, ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Cue:
     task: str
     weight: float
@@ -160,7 +160,7 @@ class Cue:
     where: str
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class TaskGuess:
     task: str
     """The primary task, one of :data:`TASKS`."""

@@ -25,6 +25,7 @@ from aiohttp.typedefs import Handler
 from tokenyard.billing.wallet import Wallet
 from tokenyard.config import Config
 from tokenyard.gateway.flow import Gateway
+from tokenyard.immutable import immutable
 from tokenyard.pool.keys import CoolListener, KeyPool
 from tokenyard.providers.registry import Upstreams, build_upstreams
 from tokenyard.routing.catalog import Catalog
@@ -34,7 +35,7 @@ from tokenyard.store.limits import KeyLimiter
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Generation:
     """One config and everything built from it for serving requests."""
 

@@ -16,12 +16,13 @@ import asyncio
 import logging
 import os
 import signal
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from aiohttp import web
 
 from tokenyard.config import Config, load_config
 from tokenyard.errors import ConfigError, InvalidRequest
+from tokenyard.immutable import immutable
 from tokenyard.providers.registry import availability_problems
 from tokenyard.server.admin_api import require_admin
 from tokenyard.server.generation import Current, Lasting, build_generation, health_policy
@@ -95,7 +96,7 @@ def read_config(path: str) -> Config:
     return config
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Outcome:
     generation: int
     changes: dict[str, object] = field(default_factory=dict)

@@ -20,12 +20,12 @@ import signal
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 from aiohttp import web
 
 from tokenyard.config import Config
 from tokenyard.identity.revocation import RevocationEpoch, SharedEpoch
+from tokenyard.immutable import immutable
 from tokenyard.obs.exposition import forget_process, use_multiprocess
 from tokenyard.server.app import build_app
 from tokenyard.server.http import linger_s
@@ -132,7 +132,7 @@ async def serve_app(
         await runner.cleanup()
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Serving:
     """What every worker is started with."""
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Select, select, update
@@ -12,10 +11,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tokenyard.errors import ServiceUnavailable
+from tokenyard.immutable import immutable
 from tokenyard.store.tables import accounts, api_keys
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class AccountRow:
     id: str
     name: str
@@ -26,7 +26,7 @@ class AccountRow:
     disabled_at: datetime | None = None  # set by an operator: no sign-in, every key revoked
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class KeyRow:
     id: str
     account_id: str

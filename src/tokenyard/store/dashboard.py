@@ -17,7 +17,6 @@ missing (an older database) or unreadable, its readers answer None and the dashb
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -26,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tokenyard.errors import ServiceUnavailable
+from tokenyard.immutable import immutable
 from tokenyard.store.accounts import AccountRow, KeyRow, SqlAccounts
 from tokenyard.store.tables import ledger, requests
 
@@ -51,14 +51,14 @@ BANDS_MS = (
 """Upper edges of the latency bands; a last, open band holds everything slower."""
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class SpendBucket:
     charges: int
     cost_nano: int
     tokens: int
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class TrafficBucket:
     requests: int
     errors: int  # answered 5xx: the gateway or every upstream failed
@@ -67,7 +67,7 @@ class TrafficBucket:
     bands: tuple[tuple[int, int], ...] = ()  # (latency band, requests): to merge buckets
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class RequestFilter:
     account_id: str | None = None
     model: str | None = None
@@ -77,7 +77,7 @@ class RequestFilter:
     limit: int = 50
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class LoggedRequest:
     id: str
     started: datetime

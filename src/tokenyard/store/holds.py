@@ -9,13 +9,14 @@ trip). The cold operations (credits, reports, the reaper's bookkeeping) stay in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal, Protocol
+
+from tokenyard.immutable import immutable
 
 Refusal = Literal["account", "key"]
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class HeldReservation:
     id: str
     account_id: str
@@ -23,7 +24,7 @@ class HeldReservation:
     amount_nano: int
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Charge:
     """The real cost of one request, and what it used."""
 

@@ -8,7 +8,6 @@ with a reference that can be applied only once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import ColumnElement, func, select, update
@@ -16,6 +15,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tokenyard.errors import ServiceUnavailable
+from tokenyard.immutable import immutable
 from tokenyard.store.accounts import new_id
 from tokenyard.store.ledger import credit_in
 from tokenyard.store.tables import accounts, api_keys, invites, users
@@ -29,7 +29,7 @@ class InviteRefused(Exception):
     """The invite code is unknown or was used already."""
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class UserRow:
     id: str
     email: str

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
@@ -11,6 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tokenyard.errors import ServiceUnavailable
+from tokenyard.immutable import immutable
 from tokenyard.store.tables import ledger
 
 GroupBy = Literal["model", "day", "key", "provider"]
@@ -22,7 +22,7 @@ _GROUP_COLUMN = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class UsageRow:
     group: str | None
     requests: int
@@ -33,7 +33,7 @@ class UsageRow:
     cost_nano: int
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class UsageFilter:
     account_id: str | None = None
     key_id: str | None = None

@@ -22,7 +22,7 @@ import base64
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any, Protocol
@@ -33,6 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tokenyard.errors import ServiceUnavailable
+from tokenyard.immutable import immutable
 from tokenyard.store.sqlite_writer import SqliteWriter
 from tokenyard.store.tables import requests
 
@@ -46,7 +47,7 @@ still logged, without its text."""
 PURGE_BATCH = 2_000
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class RequestRow:
     """One logged request, as stored (money in nano-units, times in milliseconds)."""
 
@@ -79,7 +80,7 @@ class RequestRow:
         return len(self.prompt or "") + len(self.completion or "")
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class RequestFilter:
     account_id: str | None = None
     key_id: str | None = None

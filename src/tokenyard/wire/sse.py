@@ -14,13 +14,14 @@ caller bounds an event's size (providers/http.py ``stream_body``).
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator
-from dataclasses import dataclass
+
+from tokenyard.immutable import immutable
 
 DONE = b"[DONE]"
 DONE_FRAME = b"data: [DONE]\n\n"
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Event:
     data: bytes
     event: bytes | None = None

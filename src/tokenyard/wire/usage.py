@@ -6,12 +6,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from tokenyard.immutable import immutable
 from tokenyard.wire.json import JSONObject
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0

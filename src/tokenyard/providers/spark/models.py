@@ -19,11 +19,12 @@ The HTTP API (providers.md §9.2) takes the same ``domain`` strings as its ``mod
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from types import MappingProxyType
 
+from tokenyard.immutable import immutable
 
-@dataclass(frozen=True, slots=True)
+
+@immutable
 class SparkModel:
     domain: str
     """``parameter.chat.domain`` on the WebSocket, ``model`` on the HTTP API."""

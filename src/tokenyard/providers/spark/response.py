@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
+from tokenyard.immutable import immutable
 from tokenyard.wire.json import JSONObject, dumps
 from tokenyard.wire.tokens import estimate_prompt_tokens, estimate_text_tokens
 from tokenyard.wire.usage import Usage
@@ -102,7 +102,7 @@ def usage_of(raw: object) -> Usage | None:
     return Usage(prompt_tokens=max(prompt, 0), completion_tokens=max(completion, 0))
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class ChunkWriter:
     """Writes ``chat.completion.chunk`` payloads that share one id, created and model."""
 

@@ -18,12 +18,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from dataclasses import dataclass, field
+from dataclasses import field
 from email.utils import formatdate
 from urllib.parse import urlencode, urlsplit
 
+from tokenyard.immutable import immutable
 
-@dataclass(frozen=True, slots=True)
+
+@immutable
 class WsCredentials:
     """``app_id:api_key:api_secret`` as configured for one key of a Spark provider."""
 

@@ -29,6 +29,7 @@ import aiohttp
 from yarl import URL
 
 from tokenyard.errors import UpstreamError, UpstreamTimeout
+from tokenyard.immutable import immutable
 from tokenyard.providers.base import Call, ChatResult
 from tokenyard.providers.spark.codes import OUTPUT_FILTERED, code_of, error_for
 from tokenyard.providers.spark.models import MODELS, SparkModel, find_model
@@ -51,7 +52,7 @@ from tokenyard.wire.usage import Usage
 _DATA = (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Frame:
     """What one response frame says."""
 

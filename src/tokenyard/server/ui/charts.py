@@ -10,21 +10,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from html import escape
 from typing import Literal
+
+from tokenyard.immutable import immutable
 
 Kind = Literal["bar", "line"]
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Point:
     label: str  # the bucket, e.g. "2026-05-01 13:00" (shown in tooltips and on the x axis)
     value: float | None  # None: nothing measured in that bucket (a gap, not a zero)
     text: str | None = None  # how the value reads in a tooltip; default: fmt(value)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Frame:
     """The drawing area inside the SVG, leaving room for the axis labels."""
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
 from tokenyard.errors import NotFound
+from tokenyard.immutable import immutable
 from tokenyard.server.generation import generation_of
 from tokenyard.server.state import IDENTITY
 from tokenyard.server.ui.charts import Point, chart
@@ -18,7 +18,7 @@ from tokenyard.server.ui.session import Session
 from tokenyard.store.dashboard import SpendBucket, TrafficBucket, Unit, p95_from_bands
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Range:
     unit: Unit
     buckets: int

@@ -27,8 +27,9 @@ import hashlib
 import hmac
 import json
 import secrets
-from dataclasses import dataclass
 from typing import Literal
+
+from tokenyard.immutable import immutable
 
 SESSION_S = 8 * 3600
 COOKIE = "ty_session"
@@ -36,7 +37,7 @@ LOGIN_COOKIE = "ty_login"  # a pre-session nonce: the sign-in form has a CSRF to
 Role = Literal["admin", "account"]
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Session:
     role: Role
     subject: str  # "admin" | "key:<key id>" | "user:<user id>"
