@@ -43,6 +43,7 @@ from tokenyard.server.generation import (
     pin,
 )
 from tokenyard.server.http import json_response
+from tokenyard.server.limits import ServerLimits
 from tokenyard.server.middleware import edge
 from tokenyard.server.reload import RELOADER, WORKERS, Reloader
 from tokenyard.server.sharing import share
@@ -145,7 +146,7 @@ async def build_app(
         middlewares=[edge, pin, drain.middleware], client_max_size=config.server.max_body_bytes
     )
     app[DRAIN] = drain
-    app[LIMITS] = config.server
+    app[LIMITS] = ServerLimits.of(config.server)
     database = Database(config.database)
     app[DATABASE] = database
     link = RedisLink() if config.redis else None  # one view of Redis for all its users

@@ -9,8 +9,8 @@ from typing import Any
 
 from aiohttp import web
 
-from tokenyard.config.schema import ServerConfig
 from tokenyard.errors import InvalidRequest, RequestTimeout, RequestTooLarge
+from tokenyard.server.limits import ServerLimits
 from tokenyard.server.state import LIMITS
 from tokenyard.wire.json import JSONDecodeError, JSONObject, dumps, loads
 
@@ -41,11 +41,11 @@ async def read_body(request: web.Request) -> bytes:
         raise too_slow(limits) from None
 
 
-def too_large(limits: ServerConfig) -> RequestTooLarge:
+def too_large(limits: ServerLimits) -> RequestTooLarge:
     return RequestTooLarge(f"the request body is larger than {limits.max_body_bytes} bytes")
 
 
-def too_slow(limits: ServerConfig) -> RequestTimeout:
+def too_slow(limits: ServerLimits) -> RequestTimeout:
     return RequestTimeout(f"the request body did not arrive within {limits.body_timeout_s:g} s")
 
 
@@ -55,7 +55,7 @@ most this long (or ``body_timeout_s`` when shorter), so that the client reads th
 rather than a reset; then the connection is cut. aiohttp's default lingering time."""
 
 
-def linger_s(limits: ServerConfig) -> float:
+def linger_s(limits: ServerLimits) -> float:
     return min(LINGER_S, limits.body_timeout_s)
 
 
@@ -64,7 +64,7 @@ async def read_json(request: web.Request) -> JSONObject:
     return parse_json(await read_body(request), request.app[LIMITS])
 
 
-def parse_json(raw: bytes, limits: ServerConfig) -> JSONObject:
+def parse_json(raw: bytes, limits: ServerLimits) -> JSONObject:
     """A body as a JSON object within ``limits`` on nesting (400). Invalid UTF-8 and lone
     surrogates are malformed JSON to the codec (400)."""
     try:
@@ -101,7 +101,7 @@ def check_messages(request: web.Request, body: JSONObject) -> None:
     check_message_count(request.app[LIMITS], body)
 
 
-def check_message_count(limits: ServerConfig, body: JSONObject) -> None:
+def check_message_count(limits: ServerLimits, body: JSONObject) -> None:
     """At most ``server.max_messages`` chat messages (the rest is checked with the chat)."""
     messages = body.get("messages")
     limit = limits.max_messages

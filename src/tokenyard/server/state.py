@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from tokenyard.config.schema import ServerConfig
 from tokenyard.identity.portal import Portal
 from tokenyard.identity.service import Identity
 from tokenyard.obs.record import Sink
 from tokenyard.payments import Processor
+from tokenyard.server.limits import ServerLimits
 from tokenyard.store import Database
 from tokenyard.store.ledger import SqlLedger
 from tokenyard.store.reports import SqlReports
@@ -19,7 +19,7 @@ IDENTITY = web.AppKey("identity", Identity)
 LEDGER = web.AppKey("ledger", SqlLedger)
 REPORTS = web.AppKey("reports", SqlReports)
 ADMIN_KEY = web.AppKey("admin_key", str)
-LIMITS = web.AppKey("limits", ServerConfig)
+LIMITS = web.AppKey("limits", ServerLimits)
 """What one request may send: body size and time, JSON depth, messages (``server:``)."""
 PROCESSORS = web.AppKey("processors", dict[str, Processor])
 SINKS = web.AppKey("sinks", list[Sink])
