@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tokenyard.billing.price import Price, cost_nano
+from tokenyard.billing.price import Markup, Price, cost_nano
 from tokenyard.billing.wallet import Payer, Settled, Wallet
 from tokenyard.errors import ServiceUnavailable
 from tokenyard.store import Database
@@ -39,7 +39,7 @@ class Books:
         account = await self.accounts.create_account("a")
         await SqlLedger(self.db.engine).credit(account.id, 10**9, "seed")
         self.held = HeldReservation("req_1", account.id, None, 10**6)
-        self.payer = Payer(account.id, "key_1", Decimal("0.1"))
+        self.payer = Payer(account.id, "key_1", Markup.of(Decimal("0.1")))
         writer = self.db.sqlite_writer()
         assert writer is not None
         writer.alone = lambda: self.alone

@@ -10,8 +10,19 @@ NANO = 10**9
 _NANO_D = Decimal(NANO)
 
 
+def round_half_up(num: int, den: int) -> int:
+    """The one rounding rule of tokenyard, on an exact fraction: ``num / den`` (``den > 0``)
+    to the nearest integer, halves away from zero. Costs are exact fractions of nano-units
+    (billing/price.py), so integer arithmetic rounds them exactly and without a decimal
+    context; no cost is negative, but the rule holds for negative amounts too."""
+    if num < 0:
+        return -round_half_up(-num, den)
+    return (2 * num + den) // (2 * den)
+
+
 def to_nano(amount: Decimal) -> int:
-    """The one rounding rule of tokenyard: to the nearest nano-unit, halves away from zero."""
+    """The same rule for a decimal amount (a parsed credit or payment): to the nearest
+    nano-unit, halves away from zero."""
     return int((amount * _NANO_D).to_integral_value(rounding=ROUND_HALF_UP))
 
 

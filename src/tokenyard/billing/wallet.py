@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Iterable
-from decimal import Decimal
 
-from tokenyard.billing.money import format_nano, to_nano
-from tokenyard.billing.price import Price, cost_nano
+from tokenyard.billing.money import format_nano
+from tokenyard.billing.price import NO_MARKUP, Markup, Price, cost_nano
 from tokenyard.errors import InsufficientQuota
 from tokenyard.immutable import immutable
 from tokenyard.store.holds import Charge, HeldReservation, HoldStore
@@ -27,7 +26,7 @@ class Payer:
 
     account_id: str
     key_id: str
-    markup: Decimal
+    markup: Markup
     tpm: int | None = None
 
 
@@ -48,11 +47,13 @@ class Wallet:
 
     @staticmethod
     def worst_case(
-        prices: Iterable[Price], prompt_tokens: int, output_tokens: int, markup: Decimal
+        prices: Iterable[Price], prompt_tokens: int, output_tokens: int, markup: Markup
     ) -> int:
         """The most this request can cost on any upstream it may be sent to."""
-        usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=output_tokens)
-        return max((cost_nano(p, usage, markup) for p in prices), default=0)
+        worst = 0
+        for price in prices:
+            worst = max(worst, price.nano(prompt_tokens, 0, output_tokens, markup))
+        return worst
 
     async def hold(self, request_id: str, payer: Payer, amount_nano: int) -> HeldReservation:
         if amount_nano > MAX_NANO:  # more than any balance can be (and than the columns hold)
@@ -104,7 +105,7 @@ class Wallet:
         case, so that whoever reports the charge (the request's record) learns of it."""
         settled = Settled(
             cost_nano=cost_nano(price, usage, payer.markup),
-            provider_cost_nano=to_nano(price.provider_cost(usage)),
+            provider_cost_nano=cost_nano(price, usage, NO_MARKUP),
         )
         charge = Charge(
             request_id=held.id,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Generic, TypeVar
 
+from tokenyard.billing.price import Markup
 from tokenyard.billing.wallet import Payer, Settled, Wallet
 from tokenyard.config.schema import RoutingConfig
 from tokenyard.errors import (
@@ -108,7 +109,7 @@ class Gateway:
         self._pools = pools
         self._wallet = wallet
         self._limiter = limiter
-        self._markup = markup
+        self._markup = Markup.of(markup)
         self._default_max_output = default_max_output
         self._rng = rng or random.Random()  # noqa: S311 — load spreading, not security
         self.health = health or HealthBook()
@@ -161,7 +162,7 @@ class Gateway:
         attempts = plan(self.catalog, model, wishes, self._rng, speed=self._speed)
         if not attempts:
             raise self._nothing_fits(model, wishes)
-        prices = {a.deployment.price for a in attempts}
+        prices = [a.deployment.price for a in attempts]
         amount = self._wallet.worst_case(prices, prompt, wishes.output_tokens, payer.markup)
         held = await self._wallet.hold(request_id, payer, amount)
         try:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Protocol
 
+from tokenyard.billing.price import Markup
 from tokenyard.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from tokenyard.identity.keys import KEY_MARK, generate_key, hash_key, visible_prefix
 from tokenyard.identity.revocation import RevocationEpoch
@@ -33,7 +34,7 @@ class Principal:
     tpm: int | None
     budget_nano: int | None
     expires_at: float | None  # epoch seconds
-    markup: Decimal | None = None  # the account's own markup, when it has one
+    markup: Markup | None = None  # the account's own markup, when it has one
     regions: frozenset[str] | None = None
     """Residency: the regions this key may be served in (the key's own setting intersected
     with its account's); None when neither restricts it."""
@@ -121,7 +122,7 @@ def _principal(row: KeyRow) -> Principal:
         tpm=row.tpm,
         budget_nano=row.budget_nano,
         expires_at=row.expires_at.timestamp() if row.expires_at else None,
-        markup=Decimal(row.account_markup) if row.account_markup is not None else None,
+        markup=Markup.of(Decimal(row.account_markup)) if row.account_markup is not None else None,
         regions=residency(row.regions, row.account_regions),
         log_prompts=row.log_prompts,
     )
