@@ -90,7 +90,7 @@ def _larger(model: PublicModel, than: PublicModel) -> bool:
     """Whether ``model`` is another model whose window is larger (or not declared)."""
     if model.name == than.name:
         return False
-    window, other = model.config.context_window, than.config.context_window
+    window, other = model.context_window, than.context_window
     return window is None or other is None or window > other
 
 
@@ -183,7 +183,7 @@ class Attempter:
             await close_unused(won.result)
 
         while (attempt := self._next(walk, tries)) is not None:
-            hedge_ms = attempt.model.config.hedge_after_ms
+            hedge_ms = attempt.model.hedge_after_ms
             if hedge_ms is None or tries.hedged:
                 won = await self._try_deployment(attempt, body, call, tokens, tries)
             else:

@@ -308,7 +308,7 @@ class Gateway:
 
     @staticmethod
     def _nothing_fits(model: PublicModel, wishes: Wishes) -> TokenyardError:
-        window = model.config.context_window
+        window = model.context_window
         if window is not None and wishes.prompt_tokens > window:
             return ContextLengthExceeded(
                 f"the prompt (about {wishes.prompt_tokens} tokens) exceeds the context window "
@@ -320,7 +320,7 @@ class Gateway:
         )
 
     def _max_output(self, request: ChatRequest, model: PublicModel) -> int:
-        limit = request.max_output or model.config.max_output_tokens or self._default_max_output
+        limit = request.max_output or model.max_output_tokens or self._default_max_output
         return limit * request.choices
 
     async def complete(

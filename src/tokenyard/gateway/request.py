@@ -198,7 +198,7 @@ def check_fit(request: ChatRequest, model: PublicModel) -> None:
         )
     if model.lacks("vision") and _has_images(body):
         raise InvalidRequest(f"the model {model.name!r} does not accept images", param="messages")
-    most = model.config.max_output_tokens or model.config.context_window
+    most = model.max_output_tokens or model.context_window
     if request.max_output is not None and most is not None and request.max_output > most:
         param = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
         raise InvalidRequest(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import field
+
 from tokenyard.billing.price import Price
 from tokenyard.config import Config, ModelConfig
 from tokenyard.immutable import immutable
@@ -14,11 +16,11 @@ class Deployment:
     price: Price
     region: str | None
     weight: int = 1
+    key: str = field(init=False, compare=False)
+    """Names this deployment in health books and logs."""
 
-    @property
-    def key(self) -> str:
-        """Names this deployment in health books and logs."""
-        return f"{self.provider}/{self.upstream_model}"
+    def __post_init__(self) -> None:  # read-only to mypy: set once, here
+        object.__setattr__(self, "key", f"{self.provider}/{self.upstream_model}")
 
 
 @immutable
@@ -27,14 +29,24 @@ class PublicModel:
     config: ModelConfig
     deployments: tuple[Deployment, ...]
     fallbacks: tuple[str, ...]
+    # What every request reads of ``config``, copied once: the config is a pydantic model,
+    # whose ``__getattr__`` makes each attribute read on it take CPython's slow path.
+    kind: str = field(init=False, compare=False)
+    capabilities: frozenset[str] = field(init=False, compare=False)
+    context_window: int | None = field(init=False, compare=False)
+    max_output_tokens: int | None = field(init=False, compare=False)
+    policy: str = field(init=False, compare=False)
+    hedge_after_ms: int | None = field(init=False, compare=False)
 
-    @property
-    def kind(self) -> str:
-        return self.config.kind
+    def __post_init__(self) -> None:  # read-only to mypy: set once, here
+        config = self.config
+        for name in ("kind", "context_window", "max_output_tokens", "policy", "hedge_after_ms"):
+            object.__setattr__(self, name, getattr(config, name))
+        object.__setattr__(self, "capabilities", frozenset(config.capabilities))
 
     def lacks(self, capability: str) -> bool:
         """True when the model declares its capabilities and this one is not among them."""
-        declared = self.config.capabilities
+        declared = self.capabilities
         return bool(declared) and capability not in declared
 
 

@@ -70,7 +70,7 @@ def _ordered(
     model: PublicModel, wishes: Wishes, rng: random.Random, speed: Speed | None
 ) -> list[Deployment]:
     deployments = list(model.deployments)
-    policy = model.config.policy
+    policy = model.policy
     if policy == "fastest":
         deployments = _fastest(deployments, speed)
     elif policy == "cheapest":
@@ -100,7 +100,7 @@ def plan(
     rng = rng or random.Random()  # noqa: S311 — load spreading, not security
     attempts: list[Attempt] = []
     for candidate in _chain(catalog, model, wishes.models):
-        window = candidate.config.context_window
+        window = candidate.context_window
         if window is not None and wishes.prompt_tokens > window:
             continue
         for deployment in _ordered(candidate, wishes, rng, speed):
