@@ -20,7 +20,7 @@ from pathlib import Path
 STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("hold + charge (SQLite / PostgreSQL)", ("store/sqlite_holds", "store/postgres_holds")),
     ("request log (rows, insert)", ("obs/request_log", "store/request_log")),
-    ("metrics sink", ("obs/metrics", "prometheus_client")),
+    ("metrics sink", ("obs/metrics", "obs/tally", "prometheus_client")),
     ("wallet (prices, hold, settle)", ("billing/",)),
     ("auth (keys, principal)", ("identity/",)),
     ("attempts, plan, health, pool", ("gateway/attempts", "routing/", "pool/", "gateway/budget")),

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, generate_latest
+import multiprocessing
+import re
+import time
+from multiprocessing.synchronize import Event
+from pathlib import Path
 
-from tokenyard.obs.exposition import Exposition, StateCollector
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.openmetrics import exposition as openmetrics
+from prometheus_client.parser import text_string_to_metric_families
+
+from tokenyard.obs.exposition import Exposition, StateCollector, use_multiprocess
 from tokenyard.obs.metrics import MetricsSink, Vocabulary
 from tokenyard.obs.record import AttemptRecord, RequestRecord
 
@@ -149,16 +158,127 @@ def test_a_scrape_reads_circuits_keys_and_open_holds_at_that_moment() -> None:
     assert "tokenyard_reservations_active 0.0" in exposition.render().decode()
 
 
-def test_emit_in_the_steady_state_reuses_its_label_children() -> None:
-    """Once a series exists, emitting looks its child up instead of creating it (what keeps
+def test_emit_in_the_steady_state_adds_to_the_series_it_made() -> None:
+    """Once a series exists, emitting adds to it instead of making another (what keeps
     emit cheap; its cost is measured by bench/micro.py, never asserted in a test)."""
     sink, registry = _sink()
     record = _charged(stream=True)
     sink.emit(record)
-    series = [s for s in vars(sink).values() if hasattr(s, "_children")]
-    before = {id(s): dict(s._children) for s in series}
+    series = len([s for m in registry.collect() for s in m.samples])
     for _ in range(99):
         sink.emit(record)
-    assert all(s._children == before[id(s)] for s in series)
+    assert len([s for m in registry.collect() for s in m.samples]) == series
     labels = {"operation": "chat", "model": "gpt-mini", "provider": "openai-a"}
     assert registry.get_sample_value("tokenyard_billed_requests_total", labels) == 100
+
+
+def _traffic() -> list[RequestRecord]:
+    """Records that touch every series kind: streams and not, embeddings, failover and
+    fallback, refusals, an unknown model, and values on bucket bounds (10 ms, 64 tokens)."""
+    records = [_charged(stream=True), _charged(), _charged("deepseek-chat", "deepseek")]
+    edge = _charged()
+    edge.latency_ms, edge.ttft_ms, edge.input_tokens, edge.output_tokens = 10.0, 1.0, 64, 1
+    embedding = _charged("embed")
+    embedding.operation, embedding.cached_tokens = "embeddings", 0
+    failover = _charged("deepseek-chat", "deepseek")
+    failover.requested_model = "gpt-mini"
+    failover.attempts[:0] = [_attempt("dead", "gpt-mini", "failed", "upstream_failed")]
+    records += [edge, embedding, failover]
+    for status, error_type, code, model in (
+        (402, "insufficient_quota", "insufficient_quota", "gpt-mini"),
+        (429, "rate_limit_error", "rate_limit_exceeded", "auto"),
+        (404, "not_found_error", "model_not_found", "no-such-model"),
+    ):
+        refused = RequestRecord("req_1", "chat")
+        refused.requested_model, refused.status, refused.latency_ms = model, status, 3.0
+        refused.fail(error_type, code)
+        records.append(refused)
+    return records
+
+
+def _exposition(*, files: bool, key_labels: bool) -> tuple[bytes, bytes]:
+    registry = CollectorRegistry(auto_describe=True)
+    sink = MetricsSink(registry, WORDS, key_labels=key_labels, reserved=lambda: 2, files=files)
+    sink.track_redis()(False)
+    for record in _traffic() * 3:
+        sink.emit(record)
+    sink.refresh()
+    created = re.compile(rb"(_created\{[^}]*\}|_created) [0-9.e+]+")
+    texts = generate_latest(registry), openmetrics.generate_latest(registry)
+    return tuple(created.sub(rb"\1 T", text) for text in texts)  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("key_labels", [False, True])
+def test_dict_kept_values_render_as_prometheus_client_renders_its_own(key_labels: bool) -> None:
+    """One process keeps values in dicts (obs/tally.py); multi-process mode in
+    prometheus-client's metrics (here without files: their rendering is the same). Both
+    scrapes, Prometheus text and OpenMetrics, are byte for byte alike, ``_created``
+    timestamps aside."""
+    kept = _exposition(files=False, key_labels=key_labels)
+    client = _exposition(files=True, key_labels=key_labels)
+    assert b"gen_ai_server_request_duration_seconds_bucket" in kept[0]
+    assert b"tokenyard_fallbacks_total" in kept[0]
+    assert kept == client
+
+
+def test_created_is_when_the_series_first_appeared() -> None:
+    start = time.time()
+    sink, registry = _sink()
+    sink.emit(_charged())
+    end = time.time()
+    time.sleep(0.01)
+    sink.emit(_charged())
+    labels = {"operation": "chat", "model": "gpt-mini", "provider": "openai-a"}
+    created = registry.get_sample_value("tokenyard_billed_requests_created", labels)
+    assert created is not None and start <= created <= end
+
+
+def _worker(directory: str, requests: int, done: Event, leave: Event) -> None:
+    """A forked ``--workers`` process: counts ``requests`` records into its own files, then
+    stays alive (its values must show while it lives, not only once it has exited)."""
+    use_multiprocess(directory)
+    sink = MetricsSink(CollectorRegistry(), WORDS, reserved=lambda: requests, files=True)
+    for _ in range(requests):
+        sink.emit(_charged())
+    done.set()
+    leave.wait(30)
+
+
+def test_a_scrape_in_multi_process_mode_sees_every_live_workers_requests(
+    tmp_path: Path,
+) -> None:
+    context = multiprocessing.get_context("fork")
+    done, leave = [context.Event(), context.Event()], context.Event()
+    workers = [
+        context.Process(target=_worker, args=(str(tmp_path), n, d, leave))
+        for n, d in zip((3, 5), done, strict=True)
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        assert all(d.wait(30) for d in done)
+        state = StateCollector(dict, dict)
+        text = Exposition(CollectorRegistry(), state, multiprocess_dir=str(tmp_path)).render()
+    finally:
+        leave.set()
+        for worker in workers:
+            worker.join(30)
+    assert [w.exitcode for w in workers] == [0, 0]
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text.decode())
+        for s in family.samples
+    }
+    labels = (("model", "gpt-mini"), ("operation", "chat"), ("provider", "openai-a"))
+    assert samples["tokenyard_billed_requests_total", labels] == 8
+    assert samples["tokenyard_tokens_total", (*labels, ("type", "input"))] == 8 * 120
+    gen_ai = (
+        ("gen_ai_operation_name", "chat"),
+        ("gen_ai_provider_name", "openai-a"),
+        ("gen_ai_request_model", "gpt-mini"),
+        ("gen_ai_response_model", "gpt-mini"),
+    )
+    duration = "gen_ai_server_request_duration_seconds"
+    assert samples[f"{duration}_count", (("error_type", ""), *gen_ai)] == 8
+    assert samples[f"{duration}_bucket", (("error_type", ""), *gen_ai, ("le", "0.64"))] == 8
+    assert samples["tokenyard_reservations_active", ()] == 8  # livesum: 3 + 5

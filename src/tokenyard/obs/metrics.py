@@ -18,21 +18,24 @@ Why it is built this way:
   integers exactly up to 2**53 nano-units, about 9 million currency units per series and
   process lifetime).
 - **Cheap.** ``emit`` runs on the event loop after every response: a handful of dict
-  look-ups and additions, no I/O, no allocation beyond label tuples (see tests/obs).
+  look-ups and additions, no I/O, no allocation beyond label tuples. In one process the
+  values live in plain dicts that a scrape renders (obs/tally.py), not in prometheus-client
+  metrics, whose every update takes a lock (bench/micro.py measures it).
 - **Several processes.** With ``PROMETHEUS_MULTIPROC_DIR`` set (server/run.py does it for
   ``--workers N``) prometheus-client keeps every value in a per-process file and a scrape
-  merges them (obs/exposition.py); nothing here depends on which mode is on.
+  merges them (obs/exposition.py); the sink is then told ``files=True`` and writes through
+  prometheus-client's own metrics, so a scrape by any worker is exact.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from typing import Generic, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Gauge
 
 from tokenyard.obs.record import RequestRecord
+from tokenyard.obs.tally import Instruments
 
 # The semantic conventions' ExplicitBucketBoundaries, as written there.
 # fmt: off
@@ -52,7 +55,6 @@ AUTO_MODELS = frozenset({"auto", "auto:economy", "auto:standard", "auto:premium"
 UNKNOWN = "unknown"
 NONE = "none"  # no upstream was involved (refused before, or failed everywhere)
 OTHER = "other"
-_M = TypeVar("_M", Counter, Histogram)
 _CODE = re.compile(r"[a-z0-9_]{1,48}")
 
 GEN_AI_OPERATION = {"chat": "chat", "messages": "chat", "embeddings": "embeddings"}
@@ -91,28 +93,14 @@ GEN_AI = (
 )
 
 
-class _Series(Generic[_M]):
-    """A metric's children by label values, looked up once: ``labels()`` validates and
-    locks on every call, which was most of the sink's cost."""
-
-    __slots__ = ("_children", "_metric")
-
-    def __init__(self, metric: _M):
-        self._metric: _M = metric
-        self._children: dict[tuple[str, ...], _M] = {}
-
-    def __call__(self, *values: str) -> _M:
-        child = self._children.get(values)
-        if child is None:
-            child = self._children[values] = self._metric.labels(*values)
-        return child
-
-
 class MetricsSink:
     """A :class:`~tokenyard.obs.record.Sink` that counts records into ``registry``.
 
-    ``reserved`` reports how many holds this process has open (the wallet's active set); it
-    is read after each record and at scrape time (``refresh``)."""
+    ``reserved`` reports how many holds this process has open (the wallet's active set). In
+    one process the gauge reads it when scraped; with ``files`` (multi-process mode, where
+    a scrape reads the other workers' files, not their memory) it is written after each
+    record whose count changed and at scrape time (``refresh``). ``files`` also picks how
+    counters and histograms are kept (obs/tally.py)."""
 
     def __init__(
         self,
@@ -121,132 +109,98 @@ class MetricsSink:
         *,
         key_labels: bool = False,
         reserved: Callable[[], int] | None = None,
+        files: bool = False,
     ):
         self.registry = registry
         self._words = vocabulary
         self._key_labels = key_labels
         self._reserved = reserved
+        self._written: int | None = None  # the gauge's value in this process's file
         key = ("key_prefix",) if key_labels else ()
-        r = registry
-        self.token_usage = _Series(
-            Histogram(
-                "gen_ai_client_token_usage",
-                "Tokens per billed request (gen_ai.client.token.usage), as charged.",
-                [*GEN_AI, "gen_ai_token_type"],
-                buckets=TOKEN_BUCKETS,
-                registry=r,
-            )
+        make = Instruments(registry, files=files)
+        self.token_usage = make.histogram(
+            "gen_ai_client_token_usage",
+            "Tokens per billed request (gen_ai.client.token.usage), as charged.",
+            [*GEN_AI, "gen_ai_token_type"],
+            buckets=TOKEN_BUCKETS,
         )
-        self.duration = _Series(
-            Histogram(
-                "gen_ai_server_request_duration",
-                "Time from request to last byte (gen_ai.server.request.duration).",
-                [*GEN_AI, "error_type"],
-                unit="seconds",
-                buckets=DURATION_BUCKETS,
-                registry=r,
-            )
+        self.duration = make.histogram(
+            "gen_ai_server_request_duration",
+            "Time from request to last byte (gen_ai.server.request.duration).",
+            [*GEN_AI, "error_type"],
+            unit="seconds",
+            buckets=DURATION_BUCKETS,
         )
-        self.ttft = _Series(
-            Histogram(
-                "gen_ai_server_time_to_first_token",
-                "Time to the first byte of a successful answer "
-                "(gen_ai.server.time_to_first_token).",
-                GEN_AI,
-                unit="seconds",
-                buckets=TTFT_BUCKETS,
-                registry=r,
-            )
+        self.ttft = make.histogram(
+            "gen_ai_server_time_to_first_token",
+            "Time to the first byte of a successful answer (gen_ai.server.time_to_first_token).",
+            GEN_AI,
+            unit="seconds",
+            buckets=TTFT_BUCKETS,
         )
-        self.tpot = _Series(
-            Histogram(
-                "gen_ai_server_time_per_output_token",
-                "Streamed answers: time per output token after the first "
-                "(gen_ai.server.time_per_output_token).",
-                GEN_AI,
-                unit="seconds",
-                buckets=TPOT_BUCKETS,
-                registry=r,
-            )
+        self.tpot = make.histogram(
+            "gen_ai_server_time_per_output_token",
+            "Streamed answers: time per output token after the first "
+            "(gen_ai.server.time_per_output_token).",
+            GEN_AI,
+            unit="seconds",
+            buckets=TPOT_BUCKETS,
         )
-        self.requests = _Series(
-            Counter(
-                "tokenyard_requests",
-                "Client API requests by answering model, provider and HTTP status.",
-                ["operation", "model", "provider", "status", "error_type", *key],
-                registry=r,
-            )
+        self.requests = make.counter(
+            "tokenyard_requests",
+            "Client API requests by answering model, provider and HTTP status.",
+            ["operation", "model", "provider", "status", "error_type", *key],
         )
-        self.billed = _Series(
-            Counter(
-                "tokenyard_billed_requests",
-                "Requests charged to an account (one ledger charge each).",
-                ["operation", "model", "provider", *key],
-                registry=r,
-            )
+        self.billed = make.counter(
+            "tokenyard_billed_requests",
+            "Requests charged to an account (one ledger charge each).",
+            ["operation", "model", "provider", *key],
         )
-        self.tokens = _Series(
-            Counter(
-                "tokenyard_tokens",
-                "Tokens charged; cached_input is the part of input read from a prompt cache.",
-                ["operation", "model", "provider", "type", *key],
-                registry=r,
-            )
+        self.tokens = make.counter(
+            "tokenyard_tokens",
+            "Tokens charged; cached_input is the part of input read from a prompt cache.",
+            ["operation", "model", "provider", "type", *key],
         )
-        self.cost = _Series(
-            Counter(
-                "tokenyard_cost_nano",
-                "Amount charged, in nano-units (1e-9) of the billing currency, markup included.",
-                ["operation", "model", "provider", *key],
-                registry=r,
-            )
+        self.cost = make.counter(
+            "tokenyard_cost_nano",
+            "Amount charged, in nano-units (1e-9) of the billing currency, markup included.",
+            ["operation", "model", "provider", *key],
         )
-        self.attempts = _Series(
-            Counter(
-                "tokenyard_upstream_attempts",
-                "Upstream calls by outcome (ok, failed, cancelled).",
-                ["provider", "model", "outcome"],
-                registry=r,
-            )
+        self.attempts = make.counter(
+            "tokenyard_upstream_attempts",
+            "Upstream calls by outcome (ok, failed, cancelled).",
+            ["provider", "model", "outcome"],
         )
-        self.upstream_errors = _Series(
-            Counter(
-                "tokenyard_upstream_errors",
-                "Failed upstream calls by provider and error code.",
-                ["provider", "model", "error"],
-                registry=r,
-            )
+        self.upstream_errors = make.counter(
+            "tokenyard_upstream_errors",
+            "Failed upstream calls by provider and error code.",
+            ["provider", "model", "error"],
         )
-        self.retries = _Series(
-            Counter(
-                "tokenyard_retries",
-                "Upstream calls beyond a request's first (failover, key retries, hedges).",
-                ["operation", "model"],
-                registry=r,
-            )
+        self.retries = make.counter(
+            "tokenyard_retries",
+            "Upstream calls beyond a request's first (failover, key retries, hedges).",
+            ["operation", "model"],
         )
-        self.fallbacks = _Series(
-            Counter(
-                "tokenyard_fallbacks",
-                "Requests answered by another public model than the first one tried.",
-                ["from_model", "to_model"],
-                registry=r,
-            )
+        self.fallbacks = make.counter(
+            "tokenyard_fallbacks",
+            "Requests answered by another public model than the first one tried.",
+            ["from_model", "to_model"],
         )
-        self.rejections = _Series(
-            Counter(
-                "tokenyard_rejections",
-                "Requests refused before any upstream call: 402 (budget) and 429 (key limits).",
-                ["operation", "model", "status", "code"],
-                registry=r,
-            )
+        self.rejections = make.counter(
+            "tokenyard_rejections",
+            "Requests refused before any upstream call: 402 (budget) and 429 (key limits).",
+            ["operation", "model", "status", "code"],
         )
+        make.register()
         self.reservations = Gauge(
             "tokenyard_reservations_active",
             "Holds on account balances not yet settled or released (summed over live workers).",
-            registry=r,
+            registry=registry,
             multiprocess_mode="livesum",
         )
+        self._files = files
+        if reserved is not None and not files:
+            self.reservations.set_function(reserved)
 
     def emit(self, record: RequestRecord) -> None:
         words = self._words
@@ -258,62 +212,71 @@ class MetricsSink:
         key = (record.key_prefix or NONE,) if self._key_labels else ()
         status = record.status
         error = words.code(record.error_type) or (str(status) if status >= 400 else "")
-        self.requests(operation, model, provider, str(status), error, *key).inc()
+        self.requests.add((operation, model, provider, str(status), error, *key))
         gen_ai = (GEN_AI_OPERATION.get(operation, operation), provider, requested, served)
-        self.duration(*gen_ai, error).observe(record.latency_ms / 1000)
+        self.duration.observe((*gen_ai, error), record.latency_ms / 1000)
         if status < 400 and record.ttft_ms is not None:
-            self.ttft(*gen_ai).observe(record.ttft_ms / 1000)
+            self.ttft.observe(gen_ai, record.ttft_ms / 1000)
             if record.stream and record.output_tokens > 1:
                 per_token = (record.latency_ms - record.ttft_ms) / 1000 / (record.output_tokens - 1)
-                self.tpot(*gen_ai).observe(max(0.0, per_token))
+                self.tpot.observe(gen_ai, max(0.0, per_token))
         if record.charged:
-            self._charged(record, (operation, served, provider), gen_ai, key)
+            self._charged(record, (operation, served, provider, *key), gen_ai)
         if record.attempts:
             self._attempts(record, operation, served)
         if status in (402, 429) and not record.attempts:
             code = words.code(record.error_code) or str(status)
-            self.rejections(operation, model, str(status), code).inc()
-        self.refresh()
+            self.rejections.add((operation, model, str(status), code))
+        if self._files:
+            self._write_reserved()
 
     def _charged(
-        self,
-        record: RequestRecord,
-        labels: tuple[str, str, str],
-        gen_ai: tuple[str, str, str, str],
-        key: tuple[str, ...],
+        self, record: RequestRecord, labels: tuple[str, ...], gen_ai: tuple[str, str, str, str]
     ) -> None:
-        self.billed(*labels, *key).inc()
-        self.cost(*labels, *key).inc(record.cost_nano)
-        self.tokens(*labels, "input", *key).inc(record.input_tokens)
-        self.tokens(*labels, "output", *key).inc(record.output_tokens)
+        """``labels``: operation, served model, provider, then the key prefix if labelled."""
+        self.billed.add(labels)
+        self.cost.add(labels, record.cost_nano)
+        head, key = labels[:3], labels[3:]
+        self.tokens.add((*head, "input", *key), record.input_tokens)
+        self.tokens.add((*head, "output", *key), record.output_tokens)
         if record.cached_tokens:
-            self.tokens(*labels, "cached_input", *key).inc(record.cached_tokens)
-        self.token_usage(*gen_ai, "input").observe(record.input_tokens)
+            self.tokens.add((*head, "cached_input", *key), record.cached_tokens)
+        self.token_usage.observe((*gen_ai, "input"), record.input_tokens)
         if labels[0] != "embeddings":
-            self.token_usage(*gen_ai, "output").observe(record.output_tokens)
+            self.token_usage.observe((*gen_ai, "output"), record.output_tokens)
 
     def _attempts(self, record: RequestRecord, operation: str, served: str) -> None:
         words = self._words
         for attempt in record.attempts:
             provider, model = words.provider(attempt.provider), words.model(attempt.model)
-            self.attempts(provider, model, attempt.outcome).inc()
+            self.attempts.add((provider, model, attempt.outcome))
             if attempt.outcome == "failed":
                 code = words.code(attempt.error) or OTHER
-                self.upstream_errors(provider, model, code).inc()
+                self.upstream_errors.add((provider, model, code))
         if len(record.attempts) > 1:
-            self.retries(operation, served).inc(len(record.attempts) - 1)
+            self.retries.add((operation, served), len(record.attempts) - 1)
         first = words.model(record.attempts[0].model)
         if record.charged and record.model and first != served:
-            self.fallbacks(first, served).inc()
+            self.fallbacks.add((first, served))
 
     def use_vocabulary(self, vocabulary: Vocabulary) -> None:
         """After a config reload: label the new models and providers by name."""
         self._words = vocabulary
 
     def refresh(self) -> None:
-        """Re-read what is read rather than counted (this process's open holds)."""
+        """Before a scrape: re-read what is read rather than counted (this process's open
+        holds). In one process the gauge reads it itself when collected."""
+        if self._files:
+            self._write_reserved()
+
+    def _write_reserved(self) -> None:
+        """Multi-process mode: put this process's open holds in its file when they changed
+        (a gauge ``set`` takes a lock and writes the file even when nothing changed)."""
         if self._reserved is not None:
-            self.reservations.set(self._reserved())
+            held = self._reserved()
+            if held != self._written:
+                self.reservations.set(held)
+                self._written = held
 
     def track_redis(self) -> Callable[[bool], None]:
         """For a gateway configured with Redis: ``tokenyard_redis_up``, 1 while this process

@@ -40,11 +40,13 @@ def install(
 ) -> None:
     """Count finished requests and serve ``/metrics`` on the main port (admin key)."""
     words = Vocabulary(config.models, config.providers)
+    files = multiprocess_dir(environ)
     sink = MetricsSink(
         CollectorRegistry(auto_describe=True),
         words,
         key_labels=config.server.metrics_key_labels,
         reserved=reserved,
+        files=files is not None,
     )
     app[SINKS].append(sink)
     current = app[CURRENT]  # read at scrape time: a config reload changes what there is
@@ -74,7 +76,7 @@ def install(
     app[METRICS] = Exposition(
         sink.registry,
         StateCollector(circuits, keys),
-        multiprocess_dir=multiprocess_dir(environ),
+        multiprocess_dir=files,
         before=sink.refresh,
         runtime=RuntimeCollector(in_flight=in_flight, connections=connections),
     )
