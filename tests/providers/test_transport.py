@@ -6,17 +6,20 @@ inject a line); the three ways a body ends (Content-Length, chunks, the connecti
 its inflation; which connections go back to the pool and which are closed (read to the end,
 released early, ``Connection: close``, closed or silenced by the upstream, the client closed,
 a cancelled call); every broken exchange as a ``TransportError``, every silence beyond
-``idle_timeout_s`` as a ``TimeoutError``; and that a large body is read at the reader's pace.
+``idle_timeout_s`` and headers not in by the ``deadline`` as a ``TimeoutError``; and that a
+large body is read at the reader's pace.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import re
 import socket
 import struct
 import time
+import weakref
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
@@ -149,12 +152,16 @@ async def post(
     body: bytes = b"{}",
     headers: Mapping[str, str] | None = None,
     idle_timeout_s: float | None = None,
+    deadline_s: float | None = None,
 ) -> Response:
+    """``client.post`` to ``up``; ``deadline_s`` from now is its ``deadline``."""
+    deadline = None if deadline_s is None else asyncio.get_running_loop().time() + deadline_s
     return await client.post(
         up.url + path,
         body,
         headers or {},
         connect_timeout_s=0.2,
+        deadline=deadline,
         idle_timeout_s=idle_timeout_s,
     )
 
@@ -859,6 +866,76 @@ def test_an_upstream_silent_before_its_headers_times_out() -> None:
     assert 0.15 <= waited < 0.5
     assert connections == (0, 0)
     assert hung_up
+
+
+@pytest.mark.parametrize(
+    ("deadline_s", "idle_timeout_s"),
+    [(0.2, None), (0.2, 5.0), (5.0, 0.2)],
+    ids=["deadline", "deadline-first", "idle-first"],
+)
+def test_headers_are_awaited_until_the_deadline_or_the_idle_timeout_whichever_is_first(
+    deadline_s: float, idle_timeout_s: float | None
+) -> None:
+    async def main() -> tuple[float, tuple[int, int], bool]:
+        async with serving(writing()) as up, pooled() as http:  # never answers
+            start = time.monotonic()
+            with pytest.raises(TimeoutError):
+                await post(http, up, deadline_s=deadline_s, idle_timeout_s=idle_timeout_s)
+            waited = time.monotonic() - start
+            return waited, http.connections(), await eventually(lambda: up.hangups == 1)
+
+    waited, connections, hung_up = run(main())
+    assert 0.15 <= waited < 0.5
+    assert connections == (0, 0)
+    assert hung_up
+
+
+def test_the_deadline_bounds_connecting_too() -> None:
+    """A deadline that ends while connecting is a timeout (the caller's first byte did not
+    come), not the connect timeout's ``TransportError``."""
+
+    async def main() -> float:
+        async with pooled() as http, unanswered_port() as port:
+            loop = asyncio.get_running_loop()
+            start = time.monotonic()
+            with pytest.raises(TimeoutError):
+                await http.post(
+                    f"http://127.0.0.1:{port}/v1",
+                    b"{}",
+                    {},
+                    connect_timeout_s=0.5,
+                    deadline=loop.time() + 0.2,
+                )
+            assert http.connections() == (0, 0)
+            return time.monotonic() - start
+
+    assert 0.15 <= run(main()) < 0.45
+
+
+def test_headers_in_time_leave_no_timer_behind() -> None:
+    """Once the headers are in, the deadline's timer is cancelled: nothing holds the
+    response after it is released (a live timer would, until it fired: minutes, for a
+    whole load of requests), and passing the deadline later neither fails the body nor
+    keeps its connection from the next request."""
+
+    async def main() -> tuple[bool, bytes, bytes, int, tuple[int, int]]:
+        async with serving(writing(OK)) as up, pooled() as http:
+            response = await post(http, up, deadline_s=0.2, idle_timeout_s=5.0)
+            first = await response.read()
+            response.release()
+            held = weakref.ref(response)
+            del response
+            await asyncio.sleep(0.01)  # the loop lets go of what its last turn ran
+            gc.collect()
+            freed = held() is None
+            await asyncio.sleep(0.25)
+            again = await post(http, up, deadline_s=0.05)
+            await asyncio.sleep(0.1)
+            second = await again.read()
+            again.release()
+            return freed, first, second, up.accepted, http.connections()
+
+    assert run(main()) == (True, b'{"ok":true}', b'{"ok":true}', 1, (0, 1))
 
 
 # -- back-pressure ----------------------------------------------------------------------------------

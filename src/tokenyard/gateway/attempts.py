@@ -23,6 +23,7 @@ from typing import Generic, TypeVar
 
 from tokenyard.errors import UpstreamError
 from tokenyard.gateway.budget import Budget, Tries
+from tokenyard.gateway.deadline import Deadline
 from tokenyard.gateway.hedge import close_unused, race
 from tokenyard.gateway.relay import OpenedStream
 from tokenyard.immutable import immutable
@@ -128,14 +129,14 @@ class Attempter:
         the number of upstream calls made."""
         tries = Tries(self._budget.max_attempts)
         name = attempts[0].model.name if attempts else "?"
-        timer = asyncio.timeout(self._budget.deadline_s)
+        deadline = Deadline(asyncio.get_running_loop().time() + self._budget.deadline_s)
         try:
-            async with timer:
+            with deadline:
                 won = await self._walk(
                     _Walk(self._healthy_first(attempts)), body, call, tokens, tries
                 )
         except TimeoutError:
-            if not timer.expired():
+            if not deadline.expired:
                 raise
             raise tries.deadline_error(name, self._budget.deadline_s) from None
         if won is None:

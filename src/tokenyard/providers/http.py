@@ -91,35 +91,46 @@ class UpstreamHttp:
         stream: bool = False,
         map_error: ErrorMapper | None = None,
     ) -> Response:
-        """POST and wait for the response headers; a non-200 answer is released and raised as
-        ``map_error`` (this call's, else the provider's) reads it."""
+        """POST and wait for the response headers, within ``first_byte_timeout_s``
+        (connecting included); a non-200 answer is released and raised as ``map_error``
+        (this call's, else the provider's) reads it. The timeout is the transport's
+        ``deadline``: its one timer for the headers serves it."""
+        deadline = asyncio.get_running_loop().time() + self._first_byte_s
         try:
-            async with asyncio.timeout(self._first_byte_s):
-                response = await self._client.post(
-                    url,
-                    payload,
-                    headers,
-                    connect_timeout_s=self._connect_s,
-                    idle_timeout_s=self._idle_s if stream else None,
-                )
-                if response.status != 200:
-                    try:
-                        body = await _bounded(response)
-                    except _TooLarge:
-                        body = b""  # the status alone says enough
-                    finally:
-                        response.release()
-                    mapper = map_error or self._map_error
-                    error = mapper(response.status, body, response.headers, secret)
-                    error.upstream_status = response.status
-                    raise error
-                return response
+            response = await self._client.post(
+                url,
+                payload,
+                headers,
+                connect_timeout_s=self._connect_s,
+                deadline=deadline,
+                idle_timeout_s=self._idle_s if stream else None,
+            )
+            if response.status != 200:
+                raise await self._refusal(response, secret, map_error or self._map_error, deadline)
+            return response
         except TimeoutError:
             raise UpstreamTimeout(f"provider {self.name} did not answer in time") from None
         except TransportError as exc:
             raise UpstreamError(
                 f"provider {self.name} could not be reached: {exc}", retryable=True
             ) from None
+
+    @staticmethod
+    async def _refusal(
+        response: Response, secret: str | None, mapper: ErrorMapper, deadline: float
+    ) -> UpstreamError:
+        """A non-200 answer as ``mapper`` reads it: its body (an error page) still read by
+        the first-byte deadline, then the response released."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                body = await _bounded(response)
+        except _TooLarge:
+            body = b""  # the status alone says enough
+        finally:
+            response.release()
+        error = mapper(response.status, body, response.headers, secret)
+        error.upstream_status = response.status
+        return error
 
     async def read(self, response: Response) -> bytes:
         """The whole body of a 200 answer, within ``timeout_s``; the response is released.

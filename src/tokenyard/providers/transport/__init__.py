@@ -20,7 +20,9 @@ What it does, and no more, since it only ever talks to configured upstream APIs:
   ``connect_timeout_s``; TLS is verified against the system's trust store and host name;
 - a response's body is buffered up to :data:`HIGH_WATER` bytes, beyond which the socket is
   no longer read until the reader catches up, as a slow client slows its upstream;
-- a streamed response's reads can be bounded by ``idle_timeout_s`` (``TimeoutError``).
+- the headers can be awaited until a ``deadline`` (the caller's first-byte timeout,
+  connecting included) and a streamed response's reads, the headers' too, bounded by
+  ``idle_timeout_s``; one timer serves the wait for the headers (``TimeoutError``).
 
 Every failure of the connection or of the upstream's HTTP is a :class:`TransportError`;
 timeouts are ``TimeoutError``. Callers (providers/http.py) translate both.

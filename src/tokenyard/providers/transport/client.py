@@ -81,19 +81,30 @@ class HttpClient:
         headers: Mapping[str, str],
         *,
         connect_timeout_s: float,
+        deadline: float | None = None,
         idle_timeout_s: float | None = None,
     ) -> Response:
-        """Send the request and wait for the response's headers (bounded by the caller, and
-        by ``idle_timeout_s`` when given, as every later read of the body is)."""
+        """Send the request and wait for the response's headers: until ``deadline`` (on the
+        loop's clock, connecting included) and, when given, within ``idle_timeout_s`` of
+        sending, as every later read of the body is. Past either: ``TimeoutError``.
+
+        One timer, at the earlier of the two, bounds the wait: the caller's first-byte
+        timeout is this ``deadline`` rather than an ``asyncio.timeout`` of its own, which
+        cost a request as much again (a timeout object, the task's cancel and uncancel)."""
         target = _target(url)
         lines = f"{target.head}{_header_block(tuple(headers.items()))}"
         request = f"{lines}Content-Length: {len(body)}\r\n\r\n".encode("latin-1") + body
-        conn = self._reuse(target.origin) or await self._connect(target.origin, connect_timeout_s)
+        conn = self._reuse(target.origin)
+        if conn is None:
+            async with asyncio.timeout_at(deadline):
+                conn = await self._connect(target.origin, connect_timeout_s)
         self._busy.add(conn)
         head = conn.send(request, idle_timeout_s)
-        timer = None
+        loop = asyncio.get_running_loop()
         if idle_timeout_s is not None:
-            timer = asyncio.get_running_loop().call_later(idle_timeout_s, _expire, head)
+            silence = loop.time() + idle_timeout_s
+            deadline = silence if deadline is None else min(deadline, silence)
+        timer = None if deadline is None else loop.call_at(deadline, _expire, head)
         try:
             return await head
         except BaseException:
