@@ -82,7 +82,7 @@ class NativeExchange:
     # -- the connection's calls ------------------------------------------------------------
 
     def start(self) -> None:
-        self.task = asyncio.get_running_loop().create_task(self.connection.service.serve(self))
+        self.task = self.connection.loop.create_task(self.connection.service.serve(self))
 
     def received(self, data: bytes) -> None:
         if self.answered or self.too_large:
@@ -123,7 +123,7 @@ class NativeExchange:
     async def read(self) -> bytes:
         """The whole body, within the limits of size (413) and time (408)."""
         if not (self.complete or self.too_large or self.error):
-            self.waiter = asyncio.get_running_loop().create_future()
+            self.waiter = self.connection.loop.create_future()
             try:
                 async with asyncio.timeout(self.connection.limits.body_timeout_s):
                     await self.waiter
