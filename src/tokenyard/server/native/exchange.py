@@ -155,7 +155,8 @@ class NativeExchange:
         framing = CHUNKED if self.chunked else ""
         self.connection.write(head(200, headers, framing, keep_alive=self._keeping(headers)))
         self.status, self.started = 200, True
-        await self.connection.drain()
+        if self.connection.write_paused or self.connection.lost:  # else drain() would return
+            await self.connection.drain()
 
     async def write(self, data: bytes) -> None:
         if self.connection.lost:
@@ -163,7 +164,8 @@ class NativeExchange:
         if self.chunked:
             data = b"%x\r\n%b\r\n" % (len(data), data)
         self.connection.write(data)
-        await self.connection.drain()
+        if self.connection.write_paused or self.connection.lost:  # no coroutine per frame
+            await self.connection.drain()
 
     def _keeping(self, headers: dict[str, str]) -> bool:
         """Whether the connection stays open after this answer: not when the client or
