@@ -1012,3 +1012,52 @@ def test_a_second_answer_to_one_request_breaks_the_connection() -> None:
     assert body == b"ok"
     assert accepted == 2  # the second request needed a fresh connection
     assert connections[0] == 0
+
+
+def test_a_reused_connection_times_each_head_by_its_own_deadline() -> None:
+    """One timer serves a connection's requests: a second request, sent after the first's
+    deadline was set, is not cut at that earlier deadline (its answer comes after it), and
+    a third with a deadline earlier than the pending timer's is cut at its own."""
+
+    async def handler(up: Upstream, reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await up.receive(reader)
+        w.write(OK)  # the first at once
+        await up.receive(reader)
+        await asyncio.sleep(0.3)  # the second after the first's deadline
+        w.write(OK)
+        await up.receive(reader)
+        await asyncio.sleep(1.0)  # the third never
+
+    async def main() -> tuple[bytes, float, int]:
+        async with serving(handler) as up, pooled() as http:
+            first = await post(http, up, deadline_s=0.2)
+            await first.read()
+            first.release()
+            second = await post(http, up, deadline_s=0.5)
+            body = await second.read()
+            second.release()
+            start = time.monotonic()
+            with pytest.raises(TimeoutError):
+                await post(http, up, deadline_s=0.1)
+            return body, time.monotonic() - start, up.accepted
+
+    body, waited, accepted = asyncio.run(asyncio.wait_for(main(), 2.0))
+    assert body == b'{"ok":true}'
+    assert 0.07 <= waited < 0.3
+    assert accepted == 1
+
+
+def test_a_closed_client_leaves_no_timer_holding_a_connection() -> None:
+    async def main() -> bool:
+        async with serving(answering(OK)) as up:
+            http = HttpClient()
+            response = await post(http, up, deadline_s=5.0)
+            await response.read()
+            response.release()
+            held = weakref.ref(http._idle[("http", "127.0.0.1", up.port)][0])
+            await http.close()
+            await asyncio.sleep(0.05)
+            gc.collect()
+            return held() is None
+
+    assert run(main())

@@ -88,9 +88,10 @@ class HttpClient:
         loop's clock, connecting included) and, when given, within ``idle_timeout_s`` of
         sending, as every later read of the body is. Past either: ``TimeoutError``.
 
-        One timer, at the earlier of the two, bounds the wait: the caller's first-byte
-        timeout is this ``deadline`` rather than an ``asyncio.timeout`` of its own, which
-        cost a request as much again (a timeout object, the task's cancel and uncancel)."""
+        The connection's one timer, at the earlier of the two, bounds the wait: the caller's
+        first-byte timeout is this ``deadline`` rather than an ``asyncio.timeout`` of its
+        own, which cost a request as much again (a timeout object, the task's cancel and
+        uncancel)."""
         target = _target(url)
         lines = f"{target.head}{_header_block(tuple(headers.items()))}"
         request = f"{lines}Content-Length: {len(body)}\r\n\r\n".encode("latin-1") + body
@@ -99,20 +100,15 @@ class HttpClient:
             async with asyncio.timeout_at(deadline):
                 conn = await self._connect(target.origin, connect_timeout_s)
         self._busy.add(conn)
-        head = conn.send(request, idle_timeout_s)
-        loop = asyncio.get_running_loop()
         if idle_timeout_s is not None:
-            silence = loop.time() + idle_timeout_s
+            silence = conn.loop.time() + idle_timeout_s
             deadline = silence if deadline is None else min(deadline, silence)
-        timer = None if deadline is None else loop.call_at(deadline, _expire, head)
+        head = conn.send(request, idle_timeout_s, deadline)
         try:
             return await head
         except BaseException:
             conn.done(reusable=False)  # cancelled or timed out: the upstream stops too
             raise
-        finally:
-            if timer is not None:
-                timer.cancel()
 
     async def __aenter__(self) -> HttpClient:
         return self
@@ -188,11 +184,6 @@ class HttpClient:
         idle = self._idle.get(conn.origin)
         if idle and conn in idle:
             idle.remove(conn)
-
-
-def _expire(head: asyncio.Future[Response]) -> None:
-    if not head.done():
-        head.set_exception(TimeoutError())
 
 
 @functools.cache

@@ -32,6 +32,7 @@ class Response:
 
     def __init__(self, conn: Connection, idle_timeout_s: float | None):
         self._conn: Connection | None = conn
+        self._loop = conn.loop
         self._idle_timeout_s = idle_timeout_s
         self.status = 0
         self.content_length: int | None = None
@@ -139,7 +140,7 @@ class Response:
         """Until more of the body (or its end, or a failure) arrives; within the idle
         timeout. One timer serves many waits: it is armed by the first, and when it fires
         early (a later wait moved the deadline) it arms itself again for the rest."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         self._waiter = waiter = loop.create_future()
         if self._idle_timeout_s is not None:
             self._deadline = loop.time() + self._idle_timeout_s
@@ -155,7 +156,7 @@ class Response:
         waiter = self._waiter
         if waiter is None or waiter.done():
             return  # not waiting: the next wait arms a timer again
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         if loop.time() >= self._deadline:
             waiter.set_exception(TimeoutError())
         else:

@@ -8,7 +8,7 @@ from email.utils import formatdate
 from http import HTTPStatus
 
 from tokenyard.errors import TokenyardError
-from tokenyard.wire.http1 import header_line
+from tokenyard.wire.http1 import header_lines
 from tokenyard.wire.json import dumps
 
 REASONS = {status.value: status.phrase for status in HTTPStatus}
@@ -28,13 +28,16 @@ def _date_of(second: int) -> str:
 def head(status: int, headers: dict[str, str], framing: str, *, keep_alive: bool) -> bytes:
     """Status line and headers; ``framing`` is the ``Content-Length`` or
     ``Transfer-Encoding`` line, or ``""`` for a body the closing connection ends."""
-    lines = [f"HTTP/1.1 {status} {REASONS.get(status, '')}\r\n"]
-    lines.extend(header_line(name, value) for name, value in headers.items())
-    lines.append(f"{framing}Date: {http_date()}\r\nServer: {SERVER}\r\n")
-    if not keep_alive:
-        lines.append("Connection: close\r\n")
-    lines.append("\r\n")
-    return "".join(lines).encode("latin-1")
+    close = "" if keep_alive else "Connection: close\r\n"
+    return (
+        f"{_status_line(status)}{header_lines(headers)}{framing}Date: {http_date()}\r\n"
+        f"Server: {SERVER}\r\n{close}\r\n"
+    ).encode("latin-1")
+
+
+@functools.lru_cache(maxsize=64)
+def _status_line(status: int) -> str:
+    return f"HTTP/1.1 {status} {REASONS.get(status, '')}\r\n"
 
 
 def whole(status: int, headers: dict[str, str], body: bytes, *, keep_alive: bool) -> bytes:

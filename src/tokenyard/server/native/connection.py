@@ -64,7 +64,10 @@ class Connection(asyncio.Protocol):
         self.unsent: list[bytes] | None = None  # written in this turn of the loop, not yet sent
         self.write_paused = False
         self.drain_waiter: asyncio.Future[None] | None = None
+        self.loop = asyncio.get_running_loop()  # made by the loop's server: lives on it
         self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0  # when the pending timer fires
+        self.deadline: float | None = None  # when the timer cuts the connection (module doc)
 
     # -- the transport's calls -------------------------------------------------------------
 
@@ -76,7 +79,7 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: BaseException | None) -> None:
         self.lost = True
         self.service.connections.discard(self)
-        self._disarm()
+        self._stop_timer()
         for exchange in self.queue:
             exchange.connection_lost()
         self.queue.clear()
@@ -206,7 +209,7 @@ class Connection(asyncio.Protocol):
             return
         if self.unsent is None:
             self.unsent = [data]
-            asyncio.get_running_loop().call_soon(self.flush)
+            self.loop.call_soon(self.flush)
         else:
             self.unsent.append(data)
 
@@ -240,7 +243,7 @@ class Connection(asyncio.Protocol):
             raise ConnectionResetError("the client has gone")
         if not self.write_paused:
             return
-        self.drain_waiter = asyncio.get_running_loop().create_future()
+        self.drain_waiter = self.loop.create_future()
         try:
             await self.drain_waiter
         finally:
@@ -312,7 +315,7 @@ class Connection(asyncio.Protocol):
             transport.pause_reading()
             return
         self.flush()
-        self._disarm()
+        self._stop_timer()
         self.service.connections.discard(self)
         protocol = self.service.aiohttp_protocol()
         transport.set_protocol(protocol)
@@ -326,18 +329,43 @@ class Connection(asyncio.Protocol):
     # -- the timer -------------------------------------------------------------------------
 
     def _arm(self, seconds: float) -> None:
-        self._disarm()
-        loop = asyncio.get_running_loop()
-        self.timer = loop.call_later(seconds, self._expired)
+        """Cut the connection ``seconds`` from now unless disarmed before. One timer serves
+        the connection's whole life: arming moves :attr:`deadline`, and a loop timer is only
+        made when none is pending; one that fires before the deadline (it was moved later)
+        sets itself again for the rest. A kept-alive connection thus pays for an attribute
+        per request rather than a timer made and cancelled (~0.6 % of a request each). A
+        deadline earlier than the pending timer's (the linger after a header timeout) gets
+        a timer of its own."""
+        deadline = self.deadline = self.loop.time() + seconds
+        if self.timer is not None and deadline < self.timer_at:
+            self.timer.cancel()
+            self.timer = None
+        if self.timer is None:
+            self.timer_at = deadline
+            self.timer = self.loop.call_at(deadline, self._expired)
 
     def _disarm(self) -> None:
+        """Nothing is timed now; a pending timer stays, and does nothing when it fires."""
+        self.deadline = None
+
+    def _stop_timer(self) -> None:
+        """The connection is over (or aiohttp's): no timer is left behind to hold it."""
+        self.deadline = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
 
     def _expired(self) -> None:
-        """No head in time, or a dropped body that did not end in time: cut."""
+        """No head in time, or a dropped body that did not end in time: cut. Fired early
+        (the deadline moved later), it sets itself for the rest; disarmed, it lapses."""
         self.timer = None
+        if self.deadline is None:
+            return
+        if self.loop.time() < self.deadline:
+            self.timer_at = self.deadline
+            self.timer = self.loop.call_at(self.deadline, self._expired)
+            return
+        self.deadline = None
         self.close()
 
     def close_if_idle(self) -> None:

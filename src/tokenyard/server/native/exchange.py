@@ -82,7 +82,7 @@ class NativeExchange:
     # -- the connection's calls ------------------------------------------------------------
 
     def start(self) -> None:
-        self.task = asyncio.get_running_loop().create_task(self.connection.service.serve(self))
+        self.task = self.connection.loop.create_task(self.connection.service.serve(self))
 
     def received(self, data: bytes) -> None:
         if self.answered or self.too_large:
@@ -123,7 +123,7 @@ class NativeExchange:
     async def read(self) -> bytes:
         """The whole body, within the limits of size (413) and time (408)."""
         if not (self.complete or self.too_large or self.error):
-            self.waiter = asyncio.get_running_loop().create_future()
+            self.waiter = self.connection.loop.create_future()
             try:
                 async with asyncio.timeout(self.connection.limits.body_timeout_s):
                     await self.waiter
@@ -155,7 +155,8 @@ class NativeExchange:
         framing = CHUNKED if self.chunked else ""
         self.connection.write(head(200, headers, framing, keep_alive=self._keeping(headers)))
         self.status, self.started = 200, True
-        await self.connection.drain()
+        if self.connection.write_paused or self.connection.lost:  # else drain() would return
+            await self.connection.drain()
 
     async def write(self, data: bytes) -> None:
         if self.connection.lost:
@@ -163,7 +164,8 @@ class NativeExchange:
         if self.chunked:
             data = b"%x\r\n%b\r\n" % (len(data), data)
         self.connection.write(data)
-        await self.connection.drain()
+        if self.connection.write_paused or self.connection.lost:  # no coroutine per frame
+            await self.connection.drain()
 
     def _keeping(self, headers: dict[str, str]) -> bool:
         """Whether the connection stays open after this answer: not when the client or
