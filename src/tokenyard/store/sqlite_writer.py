@@ -143,12 +143,19 @@ class SqliteWriter:
         outcome = self.at_once(operation)
         if outcome is not None:
             return outcome.value()  # type: ignore[no-any-return]
+        return await self.queue(operation)
+
+    def queue(self, operation: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """``operation`` queued for the next group commit; the future has its result once
+        committed. It is committed whether or not anyone still awaits the future, unless the
+        future is cancelled before the flush (then it never runs): a caller that must not
+        undo it on cancellation shields the future instead of awaiting it."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         if not self._queue:
             loop.call_soon(self._flush)
         self._queue.append((operation, future))
-        return await future
+        return future
 
     def _flush(self) -> None:
         batch = [(op, future) for op, future in self._queue if not future.done()]
