@@ -12,7 +12,7 @@ import asyncio
 import sqlite3
 
 from tokenyard.store.holds import Charge, HeldReservation, Refusal, charge_reference
-from tokenyard.store.sqlite_writer import SqliteWriter
+from tokenyard.store.sqlite_writer import SqliteWriter, value
 from tokenyard.store.timestamps import sqlite_now
 
 
@@ -119,8 +119,8 @@ class SqliteHolds:
         return await self._writer.run(lambda conn: _settle(conn, charge))
 
     def settle_at_once(self, charge: Charge) -> bool | None:
-        outcome = self._writer.at_once(lambda conn: _settle(conn, charge))
-        return None if outcome is None else bool(outcome.value())
+        committed = self._writer.at_once(lambda conn: _settle(conn, charge))
+        return None if committed is None else bool(value(committed[0]))
 
     def settle_soon(self, charge: Charge) -> asyncio.Future[bool]:
         """The charge queued for the writer's next group commit, which commits it whether or
