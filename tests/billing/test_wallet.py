@@ -16,7 +16,7 @@ from tokenyard.billing.wallet import Payer, Settled, Wallet
 from tokenyard.errors import ServiceUnavailable
 from tokenyard.store import Database
 from tokenyard.store.accounts import SqlAccounts
-from tokenyard.store.holds import HeldReservation
+from tokenyard.store.holds import Charge, HeldReservation
 from tokenyard.store.ledger import SqlLedger
 from tokenyard.wire.usage import Usage
 
@@ -28,21 +28,22 @@ class Books:
     """A credited account with one hold, and a wallet that knows of it; its writer told
     whether the request is alone in flight."""
 
-    def __init__(self, path: Path, *, alone: bool):
+    def __init__(self, path: Path, *, alone: bool, url: str | None = None, request: str = "req_1"):
         self.path = path
         self.alone = alone
-        self.db = Database(f"sqlite:///{path}")
+        self.request = request
+        self.db = Database(url or f"sqlite:///{path}")
 
     async def open(self) -> None:
         await self.db.upgrade()
         self.accounts, self.holds = SqlAccounts(self.db.engine), self.db.hold_store()
         account = await self.accounts.create_account("a")
-        await SqlLedger(self.db.engine).credit(account.id, 10**9, "seed")
-        self.held = HeldReservation("req_1", account.id, None, 10**6)
+        await SqlLedger(self.db.engine).credit(account.id, 10**9, f"seed:{self.request}")
+        self.held = HeldReservation(self.request, account.id, None, 10**6)
         self.payer = Payer(account.id, "key_1", Markup.of(Decimal("0.1")))
         writer = self.db.sqlite_writer()
-        assert writer is not None
-        writer.alone = lambda: self.alone
+        if writer is not None:  # PostgreSQL has none
+            writer.alone = lambda: self.alone
         self.wallet = Wallet(self.holds, owner="me")
         assert await self.holds.reserve(self.held, "me") is None
         self.wallet.active.add(self.held.id)
@@ -72,8 +73,8 @@ class Books:
 def test_a_cancelled_caller_waits_for_the_charge_and_it_is_reported(
     tmp_path: Path, alone: bool
 ) -> None:
-    """Alone or not, a charge that must wait (another process holds the write lock) runs in
-    its own task, which the caller's cancellation waits for."""
+    """Alone or not, a charge that must wait (another process holds the write lock) is the
+    writer's queued operation, which goes on and which the caller's cancellation waits for."""
 
     async def scenario() -> None:
         books = Books(tmp_path / "w.db", alone=alone)
@@ -82,12 +83,8 @@ def test_a_cancelled_caller_waits_for_the_charge_and_it_is_reported(
         # Another connection holds the write lock: the charge waits for it on the thread.
         blocker = sqlite3.connect(books.path, isolation_level=None)
         blocker.execute("BEGIN IMMEDIATE")
-        before = len(asyncio.all_tasks())
         settling = asyncio.create_task(books.settle(reported))
-        for _ in range(500):  # until the charge runs in its own task
-            if len(asyncio.all_tasks()) >= before + 2:
-                break
-            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # queued, flushed, and waiting for the lock on the thread
         settling.cancel()
         await asyncio.sleep(0.05)
         assert not settling.done()  # the cancellation waits for the charge
@@ -143,3 +140,49 @@ def test_alone_a_charge_that_cannot_commit_fails_and_leaves_the_hold(tmp_path: P
         await books.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("cancels", [1, 2], ids=["cancelled", "cancelled-twice"])
+def test_a_charge_cancelled_while_queued_is_committed_once_and_reported(
+    database_url: str, tmp_path: Path, cancels: int
+) -> None:
+    """Not alone, the charge is the store's future (on SQLite the writer's queued operation,
+    no task of its own). A caller cancelled before it commits — even before the group
+    commit's flush — must not take it out of the queue: it is committed once and reported
+    once, before the cancellation ends the request (cancelled once) or when it commits
+    (cancelled again while waiting for it)."""
+
+    async def scenario() -> None:
+        request = f"req_queued_{cancels}"
+        books = Books(tmp_path / "w.db", alone=False, url=database_url, request=request)
+        await books.open()
+        reported: list[Settled] = []
+        settling = asyncio.create_task(books.settle(reported))
+        await asyncio.sleep(0)  # the charge is queued; its flush (or round trip) is not done
+        for _ in range(cancels):
+            settling.cancel()
+            await asyncio.sleep(0)
+        with pytest.raises(asyncio.CancelledError):
+            await settling
+        if cancels == 1:
+            assert len(reported) == 1  # reported before the cancellation ended the caller
+        for _ in range(500):
+            if reported:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # no second report comes
+        expected = cost_nano(PRICE, USAGE, books.payer.markup)
+        assert [s.cost_nano for s in reported] == [expected]
+        assert await books.sums() == (10**9 - expected, 0)
+        assert books.held.id not in books.wallet.active
+        assert await books.holds.settle(_charge_again(books, expected)) is False  # once only
+        await books.close()
+
+    asyncio.run(scenario())
+
+
+def _charge_again(books: Books, cost: int) -> Charge:
+    held = books.held
+    return Charge(
+        held.id, held.account_id, held.key_id, held.amount_nano, cost, cost, "m", "p", 0, 0, 0
+    )

@@ -8,7 +8,6 @@ and the rest released, in one transaction, before the answer's last byte is writ
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Iterable
 
 from tokenyard.billing.money import format_nano
@@ -128,26 +127,56 @@ class Wallet:
         if charged is not None:  # committed already: no await, so nothing could cancel it
             self._charged(charge, settled, on_charged)
             return settled
-        charging = asyncio.ensure_future(self._charge(charge, settled, on_charged))
+        # The store's future goes on without us (no task of ours: on SQLite it is the
+        # writer's queued operation): shielded, a cancellation never reaches it.
+        charging = self._ledger.settle_soon(charge)
         try:
             await asyncio.shield(charging)
         except asyncio.CancelledError:
-            # Finish first: the request's record is emitted once the cancellation ends it.
-            # A charge that fails leaves its hold to the reaper, as without a cancellation.
-            with contextlib.suppress(Exception):
-                await charging
+            await self._finish_cancelled(charging, charge, settled, on_charged)
             raise
-        return settled
-
-    async def _charge(
-        self, charge: Charge, settled: Settled, on_charged: Callable[[Settled], None] | None
-    ) -> None:
-        try:
-            await self._ledger.settle(charge)
         except BaseException:
-            self.active.discard(charge.request_id)
+            self.active.discard(charge.request_id)  # the hold is left to the reaper
             raise
         self._charged(charge, settled, on_charged)
+        return settled
+
+    async def _finish_cancelled(
+        self,
+        charging: asyncio.Future[bool],
+        charge: Charge,
+        settled: Settled,
+        on_charged: Callable[[Settled], None] | None,
+    ) -> None:
+        """The caller was cancelled (the client left) while its charge was committing.
+
+        Finish first: the request's record is emitted once the cancellation ends it, so the
+        charge is reported before. A charge that fails leaves its hold to the reaper, as
+        without a cancellation. Cancelled again while waiting, the report is left to the
+        charge's own completion, which still comes."""
+        try:
+            await asyncio.shield(charging)
+        except asyncio.CancelledError:
+            charging.add_done_callback(
+                lambda done: self._charge_done(done, charge, settled, on_charged)
+            )
+            raise
+        except Exception:
+            self.active.discard(charge.request_id)
+            return
+        self._charged(charge, settled, on_charged)
+
+    def _charge_done(
+        self,
+        done: asyncio.Future[bool],
+        charge: Charge,
+        settled: Settled,
+        on_charged: Callable[[Settled], None] | None,
+    ) -> None:
+        if done.cancelled() or done.exception() is not None:  # retrieved: not logged
+            self.active.discard(charge.request_id)
+        else:
+            self._charged(charge, settled, on_charged)
 
     def _charged(
         self, charge: Charge, settled: Settled, on_charged: Callable[[Settled], None] | None

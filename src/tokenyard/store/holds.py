@@ -9,6 +9,7 @@ trip). The cold operations (credits, reports, the reaper's bookkeeping) stay in
 
 from __future__ import annotations
 
+import asyncio
 from typing import Literal, Protocol
 
 from tokenyard.immutable import immutable
@@ -59,6 +60,13 @@ class HoldStore(Protocol):
     def settle_at_once(self, charge: Charge) -> bool | None:
         """``settle``, done before this returns when the store can do it without waiting
         (SQLite, one request in flight); None when it cannot, and then nothing was done."""
+        ...
+
+    def settle_soon(self, charge: Charge) -> asyncio.Future[bool]:
+        """``settle``, begun now; the future has its result once committed. The charge goes
+        on whether or not anyone still awaits the future, so a caller that may be cancelled
+        shields it (``asyncio.shield``) and must never cancel it: SQLite hands back the
+        writer's own queued operation (no task), PostgreSQL a task running ``settle``."""
         ...
 
     async def release(self, held: HeldReservation) -> bool:

@@ -12,6 +12,7 @@ giving the connection back, doubling the request's wait.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -107,6 +108,10 @@ class PostgresHolds:
 
     def settle_at_once(self, charge: Charge) -> bool | None:
         return None  # every statement is a round trip: there is no "at once"
+
+    def settle_soon(self, charge: Charge) -> asyncio.Future[bool]:
+        """``settle`` in a task of its own, which a cancelled caller's shield leaves running."""
+        return asyncio.ensure_future(self.settle(charge))
 
     async def release(self, held: HeldReservation) -> bool:
         released = await self._call(

@@ -8,10 +8,11 @@ found them and says so, so the writer's batch needs no savepoints (sqlite_writer
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 
 from tokenyard.store.holds import Charge, HeldReservation, Refusal, charge_reference
-from tokenyard.store.sqlite_writer import SqliteWriter
+from tokenyard.store.sqlite_writer import SqliteWriter, value
 from tokenyard.store.timestamps import sqlite_now
 
 
@@ -118,8 +119,14 @@ class SqliteHolds:
         return await self._writer.run(lambda conn: _settle(conn, charge))
 
     def settle_at_once(self, charge: Charge) -> bool | None:
-        outcome = self._writer.at_once(lambda conn: _settle(conn, charge))
-        return None if outcome is None else bool(outcome.value())
+        committed = self._writer.at_once(lambda conn: _settle(conn, charge))
+        return None if committed is None else bool(value(committed[0]))
+
+    def settle_soon(self, charge: Charge) -> asyncio.Future[bool]:
+        """The charge queued for the writer's next group commit, which commits it whether or
+        not anyone still awaits it: no task of its own is needed to outlive a cancellation.
+        Its result is ``_settle``'s, true or false, as ``settle``'s."""
+        return self._writer.queue(lambda conn: _settle(conn, charge))
 
     async def release(self, held: HeldReservation) -> bool:
         return await self._writer.run(lambda conn: _unhold(conn, held))

@@ -49,17 +49,19 @@ CHECKPOINT_EVERY = 256
 
 
 @dataclass(slots=True)
-class Outcome:
-    """What an operation came to: its result, or the error it raised."""
+class Failed:
+    """The error an operation raised, in its place among a batch's results. Only failures
+    are wrapped: a batch of operations that succeed (the hot path) builds nothing per
+    operation but its result."""
 
-    result: object = None
-    error: BaseException | None = None
+    error: BaseException
 
-    def value(self) -> Any:
-        """The result, or the error raised (SQLite's own as ServiceUnavailable)."""
-        if self.error is not None:
-            raise _converted(self.error)
-        return self.result
+
+def value(result: object) -> Any:
+    """An operation's result, or the error it raised (SQLite's own as ServiceUnavailable)."""
+    if type(result) is Failed:
+        raise _converted(result.error)
+    return result
 
 
 def _connect(path: str, busy_ms: int) -> sqlite3.Connection:
@@ -73,7 +75,7 @@ def _connect(path: str, busy_ms: int) -> sqlite3.Connection:
     return conn
 
 
-def _apply(conn: sqlite3.Connection, operation: Operation) -> Outcome:
+def _apply(conn: sqlite3.Connection, operation: Operation) -> object:
     """One operation in its own savepoint: its failure undoes its changes only."""
     conn.execute("SAVEPOINT op")
     try:
@@ -81,12 +83,12 @@ def _apply(conn: sqlite3.Connection, operation: Operation) -> Outcome:
     except Exception as exc:
         conn.execute("ROLLBACK TO op")
         conn.execute("RELEASE op")
-        return Outcome(error=exc)
+        return Failed(exc)
     conn.execute("RELEASE op")
-    return Outcome(result)
+    return result
 
 
-def _commit(conn: sqlite3.Connection, operations: list[Operation]) -> list[Outcome]:
+def _commit(conn: sqlite3.Connection, operations: list[Operation]) -> list[object]:
     """All ``operations`` in one transaction; raises (all undone) when it cannot commit.
 
     Optimistically, the operations run one after the other, without savepoints. Should one
@@ -98,19 +100,19 @@ def _commit(conn: sqlite3.Connection, operations: list[Operation]) -> list[Outco
     conn.execute("BEGIN IMMEDIATE")
     try:
         try:
-            outcomes = [Outcome(operation(conn)) for operation in operations]
+            results = [operation(conn) for operation in operations]
         except Exception as exc:
             conn.execute("ROLLBACK")
             if len(operations) == 1:  # its transaction was its savepoint
-                return [Outcome(error=exc)]
+                return [Failed(exc)]
             conn.execute("BEGIN IMMEDIATE")
-            outcomes = [_apply(conn, operation) for operation in operations]
+            results = [_apply(conn, operation) for operation in operations]
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    return outcomes
+    return results
 
 
 def _locked(exc: sqlite3.Error) -> bool:
@@ -140,15 +142,22 @@ class SqliteWriter:
         commit; its result once committed. Its own exceptions come back as they are, except
         SQLite's, which are ServiceUnavailable. It may run twice (``_commit``), so it must
         do nothing but use the connection."""
-        outcome = self.at_once(operation)
-        if outcome is not None:
-            return outcome.value()  # type: ignore[no-any-return]
+        committed = self.at_once(operation)
+        if committed is not None:
+            return value(committed[0])  # type: ignore[no-any-return]
+        return await self.queue(operation)
+
+    def queue(self, operation: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """``operation`` queued for the next group commit; the future has its result once
+        committed. It is committed whether or not anyone still awaits the future, unless the
+        future is cancelled before the flush (then it never runs): a caller that must not
+        undo it on cancellation shields the future instead of awaiting it."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         if not self._queue:
             loop.call_soon(self._flush)
         self._queue.append((operation, future))
-        return await future
+        return future
 
     def _flush(self) -> None:
         batch = [(op, future) for op, future in self._queue if not future.done()]
@@ -157,42 +166,44 @@ class SqliteWriter:
             return
         operations = [op for op, _ in batch]
         try:
-            outcomes = self._commit_here(operations)
+            results = self._commit_here(operations)
         except sqlite3.Error as exc:
-            _deliver(batch, error=exc)
+            _deliver_error(batch, exc)
             return
-        if outcomes is None:  # another process holds the write lock: wait off the loop
-            waiting = asyncio.get_running_loop().run_in_executor(
-                self._executor(), self._on_thread, operations
+        if results is None:  # another process holds the write lock: wait off the loop
+            waiting = (
+                batch[0][1]
+                .get_loop()
+                .run_in_executor(self._executor(), self._on_thread, operations)
             )
             waiting.add_done_callback(lambda done: _deliver_from(batch, done))
             return
-        _deliver(batch, outcomes)
+        _deliver(batch, results)
 
-    def at_once(self, operation: Operation) -> Outcome | None:
+    def at_once(self, operation: Operation) -> list[object] | None:
         """``operation`` committed alone, now, when nothing else would join its commit
-        (``alone``) and no other process holds the write lock; else None, nothing done."""
+        (``alone``) and no other process holds the write lock: its one result (``value``
+        reads it); else None, nothing done."""
         if self._queue or not self.alone():
             return None
         try:
-            outcomes = self._commit_here([operation])
+            return self._commit_here([operation])
         except sqlite3.Error as exc:
             raise _unavailable(exc) from None
-        return None if outcomes is None else outcomes[0]
 
-    def _commit_here(self, operations: list[Operation]) -> list[Outcome] | None:
+    def _commit_here(self, operations: list[Operation]) -> list[object] | None:
         """``operations`` committed on the event loop's connection; None, nothing written,
         when another process holds the write lock (it never waits for it)."""
         try:
             if self._inline is None:
                 self._inline = _connect(self._path, 0)
-            outcomes = _commit(self._inline, operations)
+            results = _commit(self._inline, operations)
         except sqlite3.Error as exc:
             if _locked(exc):
                 return None
             raise
         self._committed()
-        return outcomes
+        return results
 
     def _committed(self) -> None:
         self.batches += 1
@@ -204,7 +215,7 @@ class SqliteWriter:
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="tokenyard-sqlite")
         return self._thread
 
-    def _on_thread(self, operations: list[Operation]) -> list[Outcome]:
+    def _on_thread(self, operations: list[Operation]) -> list[object]:
         if self._waiting is None:
             self._waiting = _connect(self._path, 10_000)
         return _commit(self._waiting, operations)
@@ -227,20 +238,23 @@ class SqliteWriter:
         self._inline = self._waiting = None
 
 
-def _deliver(
-    batch: list[tuple[Operation, asyncio.Future[Any]]],
-    outcomes: list[Outcome] | None = None,
-    *,
-    error: BaseException | None = None,
-) -> None:
-    for i, (_, future) in enumerate(batch):
+def _deliver(batch: list[tuple[Operation, asyncio.Future[Any]]], results: list[object]) -> None:
+    for (_, future), result in zip(batch, results, strict=True):
         if future.done():  # its caller was cancelled meanwhile
             continue
-        outcome = outcomes[i] if outcomes is not None else Outcome(error=error)
-        if outcome.error is None:
-            future.set_result(outcome.result)
+        if type(result) is Failed:
+            future.set_exception(_converted(result.error))
         else:
-            future.set_exception(_converted(outcome.error))
+            future.set_result(result)
+
+
+def _deliver_error(
+    batch: list[tuple[Operation, asyncio.Future[Any]]], error: BaseException
+) -> None:
+    """The batch's transaction failed: every operation in it fails with its error."""
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(_converted(error))
 
 
 def _converted(error: BaseException) -> BaseException:
@@ -248,10 +262,10 @@ def _converted(error: BaseException) -> BaseException:
 
 
 def _deliver_from(
-    batch: list[tuple[Operation, asyncio.Future[Any]]], done: asyncio.Future[list[Outcome]]
+    batch: list[tuple[Operation, asyncio.Future[Any]]], done: asyncio.Future[list[object]]
 ) -> None:
     error = done.exception()
     if error is not None:
-        _deliver(batch, error=error)
+        _deliver_error(batch, error)
     else:
         _deliver(batch, done.result())
