@@ -260,3 +260,46 @@ def test_rows_through_the_sqlite_writer_read_back_as_through_sqlalchemy(tmp_path
             await database.close()
 
     asyncio.run(main())
+
+
+def test_rows_through_the_sqlite_writer_are_stored_as_sqlalchemy_stores_them(
+    tmp_path: Path,
+) -> None:
+    """Not only read back the same: the very values in the file are (times as text with
+    their microseconds, no attempts as JSON ``null``, the flag as an integer)."""
+    full = dict(
+        stream=True,
+        latency_ms=12.5,
+        ttft_ms=3.25,
+        attempts=1,
+        attempt_log=[{"provider": "p", "status": 200, "duration_ms": 4.5}],
+    )
+    times = [
+        NOW,  # no microseconds
+        NOW.replace(microsecond=123_456).astimezone(timezone(timedelta(hours=-5))),
+        NOW.replace(tzinfo=None, microsecond=7),  # naive: taken as UTC
+    ]
+    sql = (
+        "SELECT started, stream, latency_ms, ttft_ms, attempt_log, typeof(attempt_log), "
+        "typeof(stream), typeof(latency_ms) FROM requests WHERE id = ?"
+    )
+
+    async def main() -> None:
+        database = Database(f"sqlite:///{tmp_path / 'log.db'}")
+        await database.upgrade()
+        try:
+            raw = SqlRequestLog(database.engine, database.sqlite_writer())
+            orm = SqlRequestLog(database.engine)
+            for n, started in enumerate(times):
+                await raw.insert([row(10 * n, started=started, **full), row(10 * n + 1)])
+                await orm.insert([row(10 * n + 5, started=started, **full), row(10 * n + 6)])
+            async with database.engine.connect() as conn:
+                for n in range(len(times)):
+                    for mine, theirs in ((10 * n, 10 * n + 5), (10 * n + 1, 10 * n + 6)):
+                        ours = (await conn.exec_driver_sql(sql, (f"req_{mine:04d}",))).one()
+                        sa = (await conn.exec_driver_sql(sql, (f"req_{theirs:04d}",))).one()
+                        assert tuple(ours) == tuple(sa)
+        finally:
+            await database.close()
+
+    asyncio.run(main())

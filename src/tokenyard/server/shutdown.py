@@ -63,8 +63,9 @@ class Drain:
         answer ``begun``, it raises 503; after, ``end`` writes the stream's last words."""
         task = asyncio.current_task()
         assert task is not None
+        if not self._running:  # the first in flight: no longer idle
+            self._idle.clear()
         self._running.add(task)
-        self._idle.clear()
         try:
             return await handling
         except asyncio.CancelledError:
