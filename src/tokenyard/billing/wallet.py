@@ -8,6 +8,7 @@ and the rest released, in one transaction, before the answer's last byte is writ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Iterable
 
 from tokenyard.billing.money import format_nano
@@ -133,38 +134,23 @@ class Wallet:
         try:
             await asyncio.shield(charging)
         except asyncio.CancelledError:
-            await self._finish_cancelled(charging, charge, settled, on_charged)
+            # The client left. Finish first: the request's record is emitted once the
+            # cancellation ends it, so the charge is reported before. A charge that fails
+            # leaves its hold to the reaper, as without a cancellation. Cancelled again while
+            # waiting, the report is left to the charge's own completion, which still comes.
+            try:
+                with contextlib.suppress(Exception):  # reported below, as failed
+                    await asyncio.shield(charging)
+            except asyncio.CancelledError:
+                charging.add_done_callback(
+                    lambda done: self._charge_done(done, charge, settled, on_charged)
+                )
+                raise
             raise
-        except BaseException:
-            self.active.discard(charge.request_id)  # the hold is left to the reaper
-            raise
-        self._charged(charge, settled, on_charged)
+        finally:
+            if charging.done():
+                self._charge_done(charging, charge, settled, on_charged)
         return settled
-
-    async def _finish_cancelled(
-        self,
-        charging: asyncio.Future[bool],
-        charge: Charge,
-        settled: Settled,
-        on_charged: Callable[[Settled], None] | None,
-    ) -> None:
-        """The caller was cancelled (the client left) while its charge was committing.
-
-        Finish first: the request's record is emitted once the cancellation ends it, so the
-        charge is reported before. A charge that fails leaves its hold to the reaper, as
-        without a cancellation. Cancelled again while waiting, the report is left to the
-        charge's own completion, which still comes."""
-        try:
-            await asyncio.shield(charging)
-        except asyncio.CancelledError:
-            charging.add_done_callback(
-                lambda done: self._charge_done(done, charge, settled, on_charged)
-            )
-            raise
-        except Exception:
-            self.active.discard(charge.request_id)
-            return
-        self._charged(charge, settled, on_charged)
 
     def _charge_done(
         self,
@@ -173,6 +159,8 @@ class Wallet:
         settled: Settled,
         on_charged: Callable[[Settled], None] | None,
     ) -> None:
+        """A finished charge, told to the books in memory: reported when committed; failed,
+        the hold no longer counts as active and is left to the reaper."""
         if done.cancelled() or done.exception() is not None:  # retrieved: not logged
             self.active.discard(charge.request_id)
         else:
