@@ -65,7 +65,7 @@ def to_row(record: RequestRecord, *, prompts: bool) -> RequestRow:
         record.cost_nano,
         round(record.latency_ms, 1),
         round(ttft, 1) if ttft is not None else None,
-        len(record.attempts),  # attempts
+        record.calls,  # attempts
         [attempt_json(a) for a in record.attempts] or None,  # attempt_log
         record.error_type,
         record.error_code,

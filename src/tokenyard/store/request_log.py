@@ -23,7 +23,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, field
-from datetime import UTC, datetime
+from datetime import datetime
 from operator import attrgetter
 from typing import Any, Protocol
 
@@ -36,6 +36,7 @@ from tokenyard.errors import ServiceUnavailable
 from tokenyard.immutable import immutable
 from tokenyard.store.sqlite_writer import SqliteWriter
 from tokenyard.store.tables import requests
+from tokenyard.store.timestamps import sqlite_datetime, utc
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ _COLUMNS = tuple(RequestRow.__dataclass_fields__)
 
 def encode_cursor(row: RequestRow) -> str:
     """Where the next page starts: after this row in (started, id) descending order."""
-    raw = f"{_utc(row.started).isoformat()}|{row.id}".encode()
+    raw = f"{utc(row.started).isoformat()}|{row.id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -106,14 +107,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         started, request_id = raw.split("|", 1)
-        return _utc(datetime.fromisoformat(started)), request_id
+        return utc(datetime.fromisoformat(started)), request_id
     except (ValueError, UnicodeDecodeError):
         raise ValueError("not a cursor of this endpoint") from None
-
-
-def _utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything stored is UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class _SqliteRows:
@@ -161,13 +157,6 @@ def _same(value: Any) -> Any:
     return value
 
 
-def sqlite_datetime(value: datetime) -> str:
-    """A start time as SQLite's ``DateTime`` column text, in UTC: ``YYYY-MM-DD
-    HH:MM:SS.ffffff``, the microseconds even when they are 0 (``isoformat`` then leaves
-    them out unless told)."""
-    return _utc(value).isoformat(" ", "microseconds")[:26]
-
-
 class SqlRequestLog:
     """The ``requests`` table on either database; on SQLite, inserts go through the
     process's writer when it is given."""
@@ -184,7 +173,7 @@ class SqlRequestLog:
             return
         values = [{name: getattr(row, name) for name in _COLUMNS} for row in rows]
         for value in values:
-            value["started"] = _utc(value["started"])
+            value["started"] = utc(value["started"])
         try:
             async with self._engine.begin() as conn:
                 await conn.execute(requests.insert(), values)
@@ -215,9 +204,9 @@ class SqlRequestLog:
                 or_(requests.c.error_code == where.error, requests.c.error_type == where.error)
             )
         if where.since is not None:
-            query = query.where(requests.c.started >= _utc(where.since))
+            query = query.where(requests.c.started >= utc(where.since))
         if where.until is not None:
-            query = query.where(requests.c.started < _utc(where.until))
+            query = query.where(requests.c.started < utc(where.until))
         if cursor is not None:
             started, request_id = decode_cursor(cursor)
             query = query.where(
@@ -239,7 +228,7 @@ class SqlRequestLog:
         lock is held long; returns how many went."""
         oldest = (
             select(requests.c.id)
-            .where(requests.c.started < _utc(before))
+            .where(requests.c.started < utc(before))
             .limit(batch)
             .scalar_subquery()
         )
@@ -258,7 +247,7 @@ class SqlRequestLog:
 
 def _row(m: Any) -> RequestRow:
     values = {name: m[name] for name in RequestRow.__dataclass_fields__}
-    values["started"] = _utc(values["started"])
+    values["started"] = utc(values["started"])
     values["stream"] = bool(values["stream"])
     return RequestRow(**values)
 

@@ -1,15 +1,19 @@
-"""The time now as SQLite columns hold it, made cheaply on the request path.
+"""Times as SQLite columns hold them, written on the request path without SQLAlchemy.
 
 SQLAlchemy stores a ``DateTime`` on SQLite as naive UTC text, ``YYYY-MM-DD HH:MM:SS.ffffff``.
-The hold and the charge each write one, inline, and made with ``datetime.isoformat`` that
-text costs ~1.4 µs, most of it C string formatting of seven fields. Here the part up to the
-second is formatted once a second and only the microseconds each time (~0.4 µs). What is
-read back through SQLAlchemy is the same either way (tests/store/test_timestamps.py).
+The hold, the charge and the request-log row each write one through the SQLite writer, so
+that text is made here, the same as SQLAlchemy's (tests/store/test_timestamps.py,
+tests/store/test_request_log.py).
+
+For the hold and the charge, the time is now: made with ``datetime.isoformat`` that text
+cost ~1.4 µs, most of it C string formatting of seven fields. Here the part up to the second
+is formatted once a second and only the microseconds each time (~0.4 µs).
 """
 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 
 class _Cache:
@@ -38,3 +42,15 @@ def sqlite_timestamp(nanoseconds: int) -> str:
 def sqlite_now() -> str:
     """The time now, as :func:`sqlite_timestamp` writes it."""
     return sqlite_timestamp(time.time_ns())
+
+
+def utc(value: datetime) -> datetime:
+    """``value`` in UTC; a naive one is UTC already (SQLite hands back naive datetimes, and
+    everything stored is UTC)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def sqlite_datetime(value: datetime) -> str:
+    """``value`` as SQLite's ``DateTime`` text, in UTC, the microseconds even when they are
+    0 (``isoformat`` then leaves them out unless told)."""
+    return utc(value).isoformat(" ", "microseconds")[:26]
