@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.metrics_core import Metric
@@ -68,8 +68,12 @@ class DictCounter:
             self._values[labels] = 0.0 + amount
             self._created[labels] = time.time()
 
+    def empty(self) -> Metric:
+        """The family without samples."""
+        return Metric(self.name, self.documentation, "counter")
+
     def family(self) -> Metric:
-        metric = Metric(self.name, self.documentation, "counter")
+        metric = self.empty()
         total, created = self.name + "_total", self.name + "_created"
         for labels, value in list(self._values.items()):
             named = dict(zip(self.labelnames, labels, strict=True))
@@ -121,8 +125,12 @@ class DictHistogram:
         counts[bisect_left(self._bounds, value)] += 1.0  # the first bound >= value
         counts[-1] += value
 
+    def empty(self) -> Metric:
+        """The family without samples."""
+        return Metric(self.name, self.documentation, "histogram", self.unit)
+
     def family(self) -> Metric:
-        metric = Metric(self.name, self.documentation, "histogram", self.unit)
+        metric = self.empty()
         bucket, count, total = self.name + "_bucket", self.name + "_count", self.name + "_sum"
         for labels, counts in list(self._series.items()):
             named = dict(zip(self.labelnames, labels, strict=True))
@@ -146,46 +154,45 @@ class DictCollector(Collector):
         """The families without samples: the registry learns their names (and refuses a
         duplicate) without a collect."""
         for family in self._families:
-            if isinstance(family, DictHistogram):
-                yield Metric(family.name, family.documentation, "histogram", family.unit)
-            else:
-                yield Metric(family.name, family.documentation, "counter")
+            yield family.empty()
 
     def collect(self) -> Iterator[Metric]:
         for family in self._families:
             yield family.family()
 
 
-class ClientCounter:
-    """A prometheus-client ``Counter`` whose children are looked up once."""
+_M = TypeVar("_M", Counter, Histogram)
+
+
+class _Children(Generic[_M]):
+    """A prometheus-client metric whose children are looked up once: ``labels()``
+    validates and locks on every call."""
 
     __slots__ = ("_children", "_metric")
 
-    def __init__(self, metric: Counter):
-        self._metric = metric
-        self._children: dict[Labels, Counter] = {}
+    def __init__(self, metric: _M):
+        self._metric: _M = metric
+        self._children: dict[Labels, _M] = {}
+
+    def child(self, labels: Labels) -> _M:
+        found = self._children.get(labels)
+        if found is None:
+            found = self._children[labels] = self._metric.labels(*labels)
+        return found
+
+
+class ClientCounter(_Children[Counter]):
+    __slots__ = ()
 
     def add(self, labels: Labels, amount: float = 1.0) -> None:
-        child = self._children.get(labels)
-        if child is None:
-            child = self._children[labels] = self._metric.labels(*labels)
-        child.inc(amount)
+        self.child(labels).inc(amount)
 
 
-class ClientHistogram:
-    """A prometheus-client ``Histogram`` whose children are looked up once."""
-
-    __slots__ = ("_children", "_metric")
-
-    def __init__(self, metric: Histogram):
-        self._metric = metric
-        self._children: dict[Labels, Histogram] = {}
+class ClientHistogram(_Children[Histogram]):
+    __slots__ = ()
 
     def observe(self, labels: Labels, value: float) -> None:
-        child = self._children.get(labels)
-        if child is None:
-            child = self._children[labels] = self._metric.labels(*labels)
-        child.observe(value)
+        self.child(labels).observe(value)
 
 
 class Instruments:
