@@ -107,7 +107,7 @@ def test_an_idle_connection_is_cut_at_the_header_timeout(loop: str) -> None:
             waited = await closed_after(reader, started)
             writer.close()
             await asyncio.sleep(0.01)
-            return waited, service.made[0].timer is None
+            return waited, not service.made[0].timer.pending
 
     waited, no_timer = run(main(), loop)
     assert 0.25 <= waited < 0.8
@@ -208,12 +208,12 @@ def test_a_connection_the_client_closes_leaves_no_timer(loop: str) -> None:
             writer.write(request())
             await answer(reader)
             connection = service.made[0]
-            armed = connection.timer is not None
+            armed = connection.timer.pending
             writer.close()
             for _ in range(100):
                 if connection.lost:
                     break
                 await asyncio.sleep(0.005)
-            return armed, connection.timer is None and connection.lost
+            return armed, not connection.timer.pending and connection.lost
 
     assert run(main(), loop) == (True, True)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, cast
 import httptools
 from multidict import CIMultiDict
 
+from tokenyard.deadline_timer import DeadlineTimer
 from tokenyard.errors import InvalidRequest, TokenyardError
 from tokenyard.server.http import linger_s
 from tokenyard.server.native.answer import error_answer
@@ -65,9 +66,7 @@ class Connection(asyncio.Protocol):
         self.write_paused = False
         self.drain_waiter: asyncio.Future[None] | None = None
         self.loop = asyncio.get_running_loop()  # made by the loop's server: lives on it
-        self.timer: asyncio.TimerHandle | None = None
-        self.timer_at = 0.0  # when the pending timer fires
-        self.deadline: float | None = None  # when the timer cuts the connection (module doc)
+        self.timer = DeadlineTimer(self.loop, self._expired)  # each head, a linger
 
     # -- the transport's calls -------------------------------------------------------------
 
@@ -79,7 +78,7 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: BaseException | None) -> None:
         self.lost = True
         self.service.connections.discard(self)
-        self._stop_timer()
+        self.timer.stop()
         for exchange in self.queue:
             exchange.connection_lost()
         self.queue.clear()
@@ -169,7 +168,7 @@ class Connection(asyncio.Protocol):
             else:
                 self.handing_off = True
             return
-        self._disarm()
+        self.timer.clear()
         self.window = None  # no hand-off until the connection is between requests again
         exchange = NativeExchange(self, route, path.decode(), CIMultiDict(self.fields))
         exchange.keep_alive = self.parser.should_keep_alive()
@@ -315,7 +314,7 @@ class Connection(asyncio.Protocol):
             transport.pause_reading()
             return
         self.flush()
-        self._stop_timer()
+        self.timer.stop()
         self.service.connections.discard(self)
         protocol = self.service.aiohttp_protocol()
         transport.set_protocol(protocol)
@@ -329,43 +328,11 @@ class Connection(asyncio.Protocol):
     # -- the timer -------------------------------------------------------------------------
 
     def _arm(self, seconds: float) -> None:
-        """Cut the connection ``seconds`` from now unless disarmed before. One timer serves
-        the connection's whole life: arming moves :attr:`deadline`, and a loop timer is only
-        made when none is pending; one that fires before the deadline (it was moved later)
-        sets itself again for the rest. A kept-alive connection thus pays for an attribute
-        per request rather than a timer made and cancelled (~0.6 % of a request each). A
-        deadline earlier than the pending timer's (the linger after a header timeout) gets
-        a timer of its own."""
-        deadline = self.deadline = self.loop.time() + seconds
-        if self.timer is not None and deadline < self.timer_at:
-            self.timer.cancel()
-            self.timer = None
-        if self.timer is None:
-            self.timer_at = deadline
-            self.timer = self.loop.call_at(deadline, self._expired)
-
-    def _disarm(self) -> None:
-        """Nothing is timed now; a pending timer stays, and does nothing when it fires."""
-        self.deadline = None
-
-    def _stop_timer(self) -> None:
-        """The connection is over (or aiohttp's): no timer is left behind to hold it."""
-        self.deadline = None
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        """Cut the connection ``seconds`` from now unless the timer is cleared before."""
+        self.timer.set(self.loop.time() + seconds)
 
     def _expired(self) -> None:
-        """No head in time, or a dropped body that did not end in time: cut. Fired early
-        (the deadline moved later), it sets itself for the rest; disarmed, it lapses."""
-        self.timer = None
-        if self.deadline is None:
-            return
-        if self.loop.time() < self.deadline:
-            self.timer_at = self.deadline
-            self.timer = self.loop.call_at(self.deadline, self._expired)
-            return
-        self.deadline = None
+        """No head in time, or a dropped body that did not end in time: cut."""
         self.close()
 
     def close_if_idle(self) -> None:
