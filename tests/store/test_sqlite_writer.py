@@ -1,4 +1,4 @@
-"""The SQLite writer (store/sqlite_writer.py): what is queued in one turn of the event loop
+"""The SQLite writer (store/sqlite_writer.py): what is queued in two turns of the event loop
 is committed in one transaction, each operation in its own savepoint, and nobody hears of
 a result before it is committed. Its connection runs with the WAL's automatic checkpoint
 off (its fsync would stall every request); its thread checkpoints every CHECKPOINT_EVERY
@@ -132,9 +132,9 @@ def on_books(path: Path, scenario: Callable[[Books], Awaitable[None]]) -> None:
     asyncio.run(main())
 
 
-def broken(conn: sqlite3.Connection) -> None:
+def broken(cursor: sqlite3.Cursor) -> None:
     """An operation of ours that writes, then raises: its write must be undone."""
-    conn.execute("UPDATE accounts SET reserved_nano = 999")
+    cursor.execute("UPDATE accounts SET reserved_nano = 999")
     raise ValueError("ours")
 
 
@@ -156,6 +156,40 @@ def test_what_one_turn_queues_is_one_transaction_committed_before_anyone_hears(
         assert books.writer.batches == before + 1
         assert books.reservations() == {f"r{i}" for i in range(8)}
         assert books.sums() == (10**9, 800, 0, 0)
+
+    on_books(tmp_path / "w.db", scenario)
+
+
+def test_what_the_next_turn_queues_joins_the_batch_and_no_later_turn_waits(
+    tmp_path: Path,
+) -> None:
+    """A batch is committed two turns after its first operation: what the turn after it
+    queues (the requests that the poll between them woke) shares the commit; what comes
+    after the commit is the next batch's."""
+
+    async def scenario(books: Books) -> None:
+        loop = asyncio.get_running_loop()
+        seen: dict[str, int] = {}  # operation: the commit it ran in
+        futures: dict[str, asyncio.Future[None]] = {}
+
+        def queue(name: str) -> None:
+            def operation(cursor: sqlite3.Cursor) -> None:
+                cursor.execute("SELECT 1")
+                seen[name] = books.writer.batches
+
+            futures[name] = books.writer.queue(operation)
+
+        def next_turn() -> None:
+            queue("second")
+            loop.call_soon(queue, "third")  # the turn of the first batch's commit
+
+        before = books.writer.batches
+        queue("first")
+        loop.call_soon(next_turn)
+        await futures["first"]
+        await asyncio.gather(futures["second"], futures["third"])
+        assert seen == {"first": before, "second": before, "third": before + 1}
+        assert books.writer.batches == before + 2
 
     on_books(tmp_path / "w.db", scenario)
 

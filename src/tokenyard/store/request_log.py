@@ -21,10 +21,12 @@ import asyncio
 import base64
 import contextlib
 import logging
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, field
 from datetime import datetime
-from operator import attrgetter
+from itertools import compress
+from operator import attrgetter, is_not
 from typing import Any, Protocol
 
 from sqlalchemy import and_, delete, or_, select
@@ -123,8 +125,9 @@ class _SqliteRows:
 
     def __init__(self, dialect: Dialect, writer: SqliteWriter):
         columns = list(requests.columns)
-        names, marks = ", ".join(c.name for c in columns), ", ".join("?" * len(columns))
-        self._sql = f"INSERT INTO requests ({names}) VALUES ({marks})"  # noqa: S608 — ours
+        self._names = [c.name for c in columns]
+        self._nones = (None,) * len(columns)
+        self._sql: dict[tuple[bool, ...], str] = {}  # by the columns given
         self._read = attrgetter(*(c.name for c in columns))
         index = {c.name: i for i, c in enumerate(columns)}
         self._started, self._stream = index["started"], index["stream"]
@@ -144,8 +147,30 @@ class _SqliteRows:
         return value
 
     async def insert(self, rows: Sequence[RequestRow]) -> None:
-        values = [self.values(row) for row in rows]
-        await self._writer.run(lambda conn: conn.executemany(self._sql, values))
+        """One ``executemany`` for each set of columns that are not None (most rows of a
+        batch have the same), which names only those: a column left out is NULL all the
+        same, and a None costs the driver more to bind than the statement to leave out
+        (~0.4 µs each; a row has five or more)."""
+        batches: dict[tuple[bool, ...], list[list[Any]]] = {}
+        for row in rows:
+            value = self.values(row)
+            given = tuple(map(is_not, value, self._nones))
+            batches.setdefault(given, []).append(list(compress(value, given)))
+        statements = [(self._statement(given), values) for given, values in batches.items()]
+
+        def insert_all(cursor: sqlite3.Cursor) -> None:
+            for sql, values in statements:
+                cursor.executemany(sql, values)
+
+        await self._writer.run(insert_all)
+
+    def _statement(self, given: tuple[bool, ...]) -> str:
+        sql = self._sql.get(given)
+        if sql is None:
+            names = ", ".join(compress(self._names, given))
+            marks = ", ".join("?" * sum(given))
+            sql = self._sql[given] = f"INSERT INTO requests ({names}) VALUES ({marks})"  # noqa: S608
+        return sql
 
 
 def _processor(column: Any, dialect: Dialect) -> Callable[[Any], Any]:

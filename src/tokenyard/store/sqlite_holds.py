@@ -16,9 +16,9 @@ from tokenyard.store.sqlite_writer import SqliteWriter, value
 from tokenyard.store.timestamps import sqlite_now
 
 
-def _reserve(conn: sqlite3.Connection, held: HeldReservation, owner: str) -> Refusal | None:
+def _reserve(cursor: sqlite3.Cursor, held: HeldReservation, owner: str) -> Refusal | None:
     amount = held.amount_nano
-    if not conn.execute(
+    if not cursor.execute(
         "UPDATE accounts SET reserved_nano = reserved_nano + ? "
         "WHERE id = ? AND balance_nano - reserved_nano >= ?",
         (amount, held.account_id, amount),
@@ -26,18 +26,18 @@ def _reserve(conn: sqlite3.Connection, held: HeldReservation, owner: str) -> Ref
         return "account"  # nothing changed
     if (
         held.key_id is not None
-        and not conn.execute(
+        and not cursor.execute(
             "UPDATE api_keys SET reserved_nano = reserved_nano + ? WHERE id = ? AND "
             "(budget_nano IS NULL OR spent_nano + reserved_nano + ? <= budget_nano)",
             (amount, held.key_id, amount),
         ).rowcount
     ):
-        conn.execute(  # the account's part back
+        cursor.execute(  # the account's part back
             "UPDATE accounts SET reserved_nano = reserved_nano - ? WHERE id = ?",
             (amount, held.account_id),
         )
         return "key"
-    conn.execute(
+    cursor.execute(
         "INSERT INTO reservations (id, account_id, key_id, amount_nano, owner, created_at) "
         "VALUES (?, ?, ?, ?, ?, ?)",
         (held.id, held.account_id, held.key_id, amount, owner, sqlite_now()),
@@ -45,21 +45,21 @@ def _reserve(conn: sqlite3.Connection, held: HeldReservation, owner: str) -> Ref
     return None
 
 
-def _take_off(conn: sqlite3.Connection, held: HeldReservation, cost_nano: int) -> bool:
+def _take_off(cursor: sqlite3.Cursor, held: HeldReservation, cost_nano: int) -> bool:
     """Delete the reservation, take it off the sums and put ``cost_nano`` on them, one
     UPDATE per row (account, key); False when there was no reservation (released meanwhile:
     only the cost, if any, goes on)."""
-    found = conn.execute("DELETE FROM reservations WHERE id = ?", (held.id,)).rowcount > 0
+    found = cursor.execute("DELETE FROM reservations WHERE id = ?", (held.id,)).rowcount > 0
     if not found and not cost_nano:
         return False
     reserved = held.amount_nano if found else 0
-    conn.execute(
+    cursor.execute(
         "UPDATE accounts SET balance_nano = balance_nano - ?, reserved_nano = reserved_nano - ? "
         "WHERE id = ?",
         (cost_nano, reserved, held.account_id),
     )
     if held.key_id is not None:
-        conn.execute(
+        cursor.execute(
             "UPDATE api_keys SET spent_nano = spent_nano + ?, reserved_nano = reserved_nano - ? "
             "WHERE id = ?",
             (cost_nano, reserved, held.key_id),
@@ -67,18 +67,18 @@ def _take_off(conn: sqlite3.Connection, held: HeldReservation, cost_nano: int) -
     return found
 
 
-def _unhold(conn: sqlite3.Connection, held: HeldReservation) -> bool:
+def _unhold(cursor: sqlite3.Cursor, held: HeldReservation) -> bool:
     """Release: the reservation off the sums, nothing charged; False when there was none."""
-    return _take_off(conn, held, 0)
+    return _take_off(cursor, held, 0)
 
 
-def _settle(conn: sqlite3.Connection, charge: Charge) -> bool:
+def _settle(cursor: sqlite3.Cursor, charge: Charge) -> bool:
     """Charge once: the ledger row first, whose unique reference refuses a second charge
     before anything else is written; then the hold off and the cost on."""
     created = sqlite_now()
     day = created[:10]  # the UTC day
     try:
-        conn.execute(
+        cursor.execute(
             "INSERT INTO ledger (account_id, kind, amount_nano, reference, created_at, day, "
             "key_id, model, provider, input_tokens, cached_tokens, output_tokens, "
             "provider_cost_nano) VALUES (?, 'charge', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -102,7 +102,7 @@ def _settle(conn: sqlite3.Connection, charge: Charge) -> bool:
     held = HeldReservation(
         charge.request_id, charge.account_id, charge.key_id, charge.reserved_nano
     )
-    _take_off(conn, held, charge.cost_nano)
+    _take_off(cursor, held, charge.cost_nano)
     return True
 
 
@@ -113,23 +113,23 @@ class SqliteHolds:
         self._writer = writer
 
     async def reserve(self, held: HeldReservation, owner: str) -> Refusal | None:
-        return await self._writer.run(lambda conn: _reserve(conn, held, owner))
+        return await self._writer.run(lambda cursor: _reserve(cursor, held, owner))
 
     async def settle(self, charge: Charge) -> bool:
-        return await self._writer.run(lambda conn: _settle(conn, charge))
+        return await self._writer.run(lambda cursor: _settle(cursor, charge))
 
     def settle_at_once(self, charge: Charge) -> bool | None:
-        committed = self._writer.at_once(lambda conn: _settle(conn, charge))
+        committed = self._writer.at_once(lambda cursor: _settle(cursor, charge))
         return None if committed is None else bool(value(committed[0]))
 
     def settle_soon(self, charge: Charge) -> asyncio.Future[bool]:
         """The charge queued for the writer's next group commit, which commits it whether or
         not anyone still awaits it: no task of its own is needed to outlive a cancellation.
         Its result is ``_settle``'s, true or false, as ``settle``'s."""
-        return self._writer.queue(lambda conn: _settle(conn, charge))
+        return self._writer.queue(lambda cursor: _settle(cursor, charge))
 
     async def release(self, held: HeldReservation) -> bool:
-        return await self._writer.run(lambda conn: _unhold(conn, held))
+        return await self._writer.run(lambda cursor: _unhold(cursor, held))
 
     async def close(self) -> None:
         """Nothing of its own to close: the writer is the database's, closed with it

@@ -1,14 +1,22 @@
 """The process's one SQLite write connection, with group commit.
 
 Every write on the hot path — holds, charges, releases, request-log batches — is an
-*operation*: a function of a connection that runs inside a transaction it does not open.
-Operations queued during one turn of the event loop are committed together, in one
-transaction (an operation that raises undoes its own part only: see ``_commit``); each
+*operation*: a function of the connection's cursor that runs inside a transaction it does
+not open. Operations queued during two turns of the event loop are committed together, in
+one transaction (an operation that raises undoes its own part only: see ``_commit``); each
 caller's await returns once that transaction has committed, so a result is as durable as
 if it had been committed alone. One commit of eight holds costs about what two cost alone
 (docs/decisions/0013).
 
-Waiting a turn for others only pays when there are others. While one request is in flight
+Why two turns: the turn in which the first operation is queued is followed by a poll of the
+sockets, whose data (answers from upstreams, new requests) wakes the tasks that queue the
+next operations in the turn after it. A commit at the end of that turn takes them too. Most
+of a commit's cost is the pages it writes to the WAL, the same few hot pages (the account,
+the key, the ends of the ledger's indexes) however many operations share them, so twice
+the operations a commit cost about half as much each: +10 % requests a second at
+concurrency 16 (docs/benchmarks.md, session 11).
+
+Waiting for others only pays when there are others. While one request is in flight
 (the app says so through ``alone``), an operation commits at once, in the caller's own step,
 with no loop turn before its commit nor after it. At concurrency 1 those turns, with the
 charge's task, cost ~60 µs of a request's ~640 (docs/benchmarks.md, session 9).
@@ -42,7 +50,9 @@ from typing import Any, TypeVar
 from tokenyard.errors import ServiceUnavailable
 
 T = TypeVar("T")
-Operation = Callable[[sqlite3.Connection], Any]
+Operation = Callable[[sqlite3.Cursor], Any]
+"""Runs statements through the cursor it is given (one cursor per connection, made once:
+``Connection.execute`` makes a new cursor for each statement)."""
 
 CHECKPOINT_EVERY = 256
 """Commits on the event loop's connection between two checkpoints on the thread."""
@@ -64,7 +74,7 @@ def value(result: object) -> Any:
     return result
 
 
-def _connect(path: str, busy_ms: int) -> sqlite3.Connection:
+def _connect(path: str, busy_ms: int) -> sqlite3.Cursor:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
@@ -72,23 +82,23 @@ def _connect(path: str, busy_ms: int) -> sqlite3.Connection:
     conn.execute("PRAGMA foreign_keys=ON")
     if busy_ms == 0:  # the event loop's connection: checkpoints happen on the thread
         conn.execute("PRAGMA wal_autocheckpoint=0")
-    return conn
+    return conn.cursor()
 
 
-def _apply(conn: sqlite3.Connection, operation: Operation) -> object:
+def _apply(cursor: sqlite3.Cursor, operation: Operation) -> object:
     """One operation in its own savepoint: its failure undoes its changes only."""
-    conn.execute("SAVEPOINT op")
+    cursor.execute("SAVEPOINT op")
     try:
-        result = operation(conn)
+        result = operation(cursor)
     except Exception as exc:
-        conn.execute("ROLLBACK TO op")
-        conn.execute("RELEASE op")
+        cursor.execute("ROLLBACK TO op")
+        cursor.execute("RELEASE op")
         return Failed(exc)
-    conn.execute("RELEASE op")
+    cursor.execute("RELEASE op")
     return result
 
 
-def _commit(conn: sqlite3.Connection, operations: list[Operation]) -> list[object]:
+def _commit(cursor: sqlite3.Cursor, operations: list[Operation]) -> list[object]:
     """All ``operations`` in one transaction; raises (all undone) when it cannot commit.
 
     Optimistically, the operations run one after the other, without savepoints. Should one
@@ -97,20 +107,20 @@ def _commit(conn: sqlite3.Connection, operations: list[Operation]) -> list[objec
     not raise (a refused hold writes nothing and says so), so the slow way is for bugs and
     broken databases: two statements fewer per operation on every request.
     """
-    conn.execute("BEGIN IMMEDIATE")
+    cursor.execute("BEGIN IMMEDIATE")
     try:
         try:
-            results = [operation(conn) for operation in operations]
+            results = [operation(cursor) for operation in operations]
         except Exception as exc:
-            conn.execute("ROLLBACK")
+            cursor.execute("ROLLBACK")
             if len(operations) == 1:  # its transaction was its savepoint
                 return [Failed(exc)]
-            conn.execute("BEGIN IMMEDIATE")
-            results = [_apply(conn, operation) for operation in operations]
-        conn.execute("COMMIT")
+            cursor.execute("BEGIN IMMEDIATE")
+            results = [_apply(cursor, operation) for operation in operations]
+        cursor.execute("COMMIT")
     except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
+        if cursor.connection.in_transaction:
+            cursor.execute("ROLLBACK")
         raise
     return results
 
@@ -127,8 +137,8 @@ def _unavailable(exc: BaseException) -> ServiceUnavailable:
 class SqliteWriter:
     def __init__(self, path: str):
         self._path = path
-        self._inline: sqlite3.Connection | None = None
-        self._waiting: sqlite3.Connection | None = None
+        self._inline: sqlite3.Cursor | None = None
+        self._waiting: sqlite3.Cursor | None = None
         self._thread: ThreadPoolExecutor | None = None
         self._queue: list[tuple[Operation, asyncio.Future[Any]]] = []
         self.alone: Callable[[], bool] = lambda: False
@@ -137,7 +147,7 @@ class SqliteWriter:
         self.batches = 0
         """Transactions run on the event loop's connection (what the checkpoints count)."""
 
-    async def run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+    async def run(self, operation: Callable[[sqlite3.Cursor], T]) -> T:
         """Run ``operation`` at once when alone (``at_once``), else in the next group
         commit; its result once committed. Its own exceptions come back as they are, except
         SQLite's, which are ServiceUnavailable. It may run twice (``_commit``), so it must
@@ -147,7 +157,7 @@ class SqliteWriter:
             return value(committed[0])  # type: ignore[no-any-return]
         return await self.queue(operation)
 
-    def queue(self, operation: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+    def queue(self, operation: Callable[[sqlite3.Cursor], T]) -> asyncio.Future[T]:
         """``operation`` queued for the next group commit; the future has its result once
         committed. It is committed whether or not anyone still awaits the future, unless the
         future is cancelled before the flush (then it never runs): a caller that must not
@@ -155,9 +165,13 @@ class SqliteWriter:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         if not self._queue:
-            loop.call_soon(self._flush)
+            loop.call_soon(self._gather)
         self._queue.append((operation, future))
         return future
+
+    def _gather(self) -> None:
+        """One turn after the batch's first operation: what the next turn queues joins it."""
+        asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
         batch = [(op, future) for op, future in self._queue if not future.done()]
@@ -232,9 +246,9 @@ class SqliteWriter:
         if self._thread is not None:
             self._thread.shutdown(wait=True)
             self._thread = None
-        for conn in (self._inline, self._waiting):
-            if conn is not None:
-                conn.close()
+        for cursor in (self._inline, self._waiting):
+            if cursor is not None:
+                cursor.connection.close()
         self._inline = self._waiting = None
 
 
