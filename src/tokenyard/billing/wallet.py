@@ -142,9 +142,10 @@ class Wallet:
                 with contextlib.suppress(Exception):  # reported below, as failed
                     await asyncio.shield(charging)
             except asyncio.CancelledError:
-                charging.add_done_callback(
-                    lambda done: self._charge_done(done, charge, settled, on_charged)
-                )
+                if not charging.done():  # else it finished as the second cancel came: below
+                    charging.add_done_callback(
+                        lambda done: self._charge_done(done, charge, settled, on_charged)
+                    )
                 raise
             raise
         finally:
