@@ -127,8 +127,8 @@ class _SqliteRows:
         columns = list(requests.columns)
         self._names = [c.name for c in columns]
         self._nones = (None,) * len(columns)
-        self._sql: dict[tuple[bool, ...], str] = {}  # by the columns given
-        self._read = attrgetter(*(c.name for c in columns))
+        self._inserts: dict[tuple[bool, ...], str] = {}  # by the columns given
+        self._read = attrgetter(*self._names)
         index = {c.name: i for i, c in enumerate(columns)}
         self._started, self._stream = index["started"], index["stream"]
         self._latency, self._ttft = index["latency_ms"], index["ttft_ms"]
@@ -165,11 +165,11 @@ class _SqliteRows:
         await self._writer.run(insert_all)
 
     def _statement(self, given: tuple[bool, ...]) -> str:
-        sql = self._sql.get(given)
+        sql = self._inserts.get(given)
         if sql is None:
             names = ", ".join(compress(self._names, given))
             marks = ", ".join("?" * sum(given))
-            sql = self._sql[given] = f"INSERT INTO requests ({names}) VALUES ({marks})"  # noqa: S608
+            sql = self._inserts[given] = f"INSERT INTO requests ({names}) VALUES ({marks})"  # noqa: S608
         return sql
 
 
