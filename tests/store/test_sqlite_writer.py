@@ -19,7 +19,7 @@ from tokenyard.store import Database
 from tokenyard.store.accounts import SqlAccounts
 from tokenyard.store.holds import Charge, HeldReservation
 from tokenyard.store.ledger import SqlLedger
-from tokenyard.store.sqlite_writer import CHECKPOINT_EVERY
+from tokenyard.store.sqlite_writer import CHECKPOINT_EVERY, PAGE_SIZE, SqliteWriter
 
 AT_ONCE = 8  # holds per turn: each turn commits 8 holds, then 8 releases
 TURNS = CHECKPOINT_EVERY * 5 // 8  # a round: 1.25 checkpoints' worth of commits, so that
@@ -348,3 +348,46 @@ def test_alone_refusals_and_failures_are_heard_as_in_a_batch(tmp_path: Path) -> 
         assert books.reservations() == set()
 
     on_books(tmp_path / "w.db", scenario)
+
+
+def page_size(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return int(conn.execute("PRAGMA page_size").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_a_new_database_has_small_pages_whichever_connection_makes_it(tmp_path: Path) -> None:
+    """Each changed page goes to the WAL whole: a new file gets PAGE_SIZE pages (1 KiB, not
+    SQLite's 4 KiB), made by the migrations or by the writer, even though WAL mode, set
+    on the same connection, fixes the page size for good."""
+    assert PAGE_SIZE == 1024
+
+    on_books(tmp_path / "migrated.db", lambda books: asyncio.sleep(0))
+    assert page_size(tmp_path / "migrated.db") == PAGE_SIZE
+
+    async def write_first() -> None:
+        writer = SqliteWriter(str(tmp_path / "written.db"))
+        await writer.run(lambda cursor: cursor.execute("CREATE TABLE t (v INTEGER)"))
+        await writer.close()
+
+    asyncio.run(write_first())
+    assert page_size(tmp_path / "written.db") == PAGE_SIZE
+
+
+def test_an_existing_database_keeps_its_pages_and_its_books(tmp_path: Path) -> None:
+    """A file made with SQLite's default pages (before PAGE_SIZE) is used as it is."""
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=WAL")  # as every earlier version made it
+    conn.close()
+
+    async def scenario(books: Books) -> None:
+        held = books.held("r1", 100, key=True)
+        assert await books.holds.reserve(held, "me") is None
+        assert await books.holds.settle(charge(held, 30)) is True
+        assert books.sums() == (10**9 - 30, 0, 30, 0)
+
+    on_books(path, scenario)
+    assert page_size(path) == 4096

@@ -17,7 +17,7 @@ from tokenyard.errors import ServiceUnavailable
 from tokenyard.store.holds import HoldStore
 from tokenyard.store.postgres_holds import PostgresHolds
 from tokenyard.store.sqlite_holds import SqliteHolds
-from tokenyard.store.sqlite_writer import SqliteWriter
+from tokenyard.store.sqlite_writer import PAGE_SIZE, SqliteWriter
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 CONNECT_TIMEOUT_S = 5.0
@@ -46,6 +46,7 @@ def async_url(url: str) -> str:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA page_size={PAGE_SIZE}")  # a new file's; before WAL fixes it
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")

@@ -57,6 +57,13 @@ Operation = Callable[[sqlite3.Cursor], Any]
 CHECKPOINT_EVERY = 256
 """Commits on the event loop's connection between two checkpoints on the thread."""
 
+PAGE_SIZE = 1024
+"""Bytes a page, for databases created from now on (an existing file keeps its own). A
+commit writes each page it changed to the WAL whole, with a checksum over it, and the hot
+path's commits change ~10 pages for a few hundred bytes of rows: 1 KiB pages, SQLite's
+default before 3.12, cost a hold and its charge 54 µs instead of 80 at one request a
+commit (docs/decisions/0019). It must be set before WAL mode, which fixes it."""
+
 
 @dataclass(slots=True)
 class Failed:
@@ -76,6 +83,7 @@ def value(result: object) -> Any:
 
 def _connect(path: str, busy_ms: int) -> sqlite3.Cursor:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute(f"PRAGMA busy_timeout={busy_ms}")
