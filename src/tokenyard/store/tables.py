@@ -85,8 +85,9 @@ reservations = Table(
     Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False),
     Column("key_id", String(40), nullable=True),
     Column("amount_nano", BigInteger, nullable=False),
-    Column("owner", String(120), nullable=False, index=True),
+    Column("owner", String(120), nullable=False),  # indexed on PostgreSQL only (0007)
     Column("created_at", DateTime(timezone=True), nullable=False),
+    sqlite_with_rowid=False,  # one B-tree, keyed by the request id (migration 0007)
 )
 
 processes = Table(
