@@ -1,13 +1,15 @@
-"""One loop timer per connection, re-pointed for each deadline instead of made and cancelled.
+"""One loop timer for a series of deadlines, re-pointed instead of made and cancelled.
 
 Our server times each request head on a kept-alive client connection, and our upstream
-client times each response head on a pooled upstream connection. A ``loop.call_at`` made
+client times each response head on a pooled upstream connection, and each wait for more of
+a response's body (transport/response.py, the idle timeout). A ``loop.call_at`` made
 and cancelled per request cost ~0.6 % of a request each (docs/benchmarks.md, session 10).
 A :class:`DeadlineTimer` moves a deadline attribute instead: a loop timer is only made when
 none is pending or the pending one would fire too late; one that fires before the deadline
 (which was moved later) sets itself again for the rest, and one that finds no deadline does
-nothing. A pending timer thus outlives a request by up to one timeout, holding its
-connection (never a response); :meth:`stop` cancels it when the connection is over.
+nothing. A pending timer thus outlives its deadline by up to one timeout, holding its
+owner (a connection, or a response until it is released); :meth:`stop` cancels it when the
+owner is done.
 """
 
 from __future__ import annotations

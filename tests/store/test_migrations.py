@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tokenyard.store.database import async_url
+from tokenyard.store.database import async_url, migrations
 
 
 def tables(url: str) -> set[str]:
@@ -58,17 +58,11 @@ def migrate(path: Path, verb: str, revision: str) -> None:
     """``alembic upgrade|downgrade REVISION`` on a SQLite file, as ``tokenyard db upgrade``
     runs it (its connection handed to the migrations' environment)."""
     from alembic import command
-    from alembic.config import Config
     from sqlalchemy import create_engine
-
-    import tokenyard.store.database as database
 
     engine = create_engine(f"sqlite:///{path}")
     with engine.begin() as connection:
-        config = Config()
-        config.set_main_option("script_location", str(database._MIGRATIONS))
-        config.attributes["connection"] = connection
-        getattr(command, verb)(config, revision)
+        getattr(command, verb)(migrations(connection), revision)
     engine.dispose()
 
 

@@ -4,8 +4,9 @@ own, and its SQL side (keyset pages, purge in batches) on both databases."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -207,6 +208,22 @@ def test_purge_deletes_old_rows_in_batches(database_url: str) -> None:
     on_database(database_url, scenario)
 
 
+@contextlib.asynccontextmanager
+async def both_ways(tmp_path: Path) -> AsyncIterator[tuple[Database, SqlRequestLog, SqlRequestLog]]:
+    """A fresh SQLite database and its request log two ways: through the process's SQLite
+    writer (the hot path's) and through SQLAlchemy (PostgreSQL's way, and the reader's)."""
+    database = Database(f"sqlite:///{tmp_path / 'log.db'}")
+    await database.upgrade()
+    try:
+        yield (
+            database,
+            SqlRequestLog(database.engine, database.sqlite_writer()),
+            SqlRequestLog(database.engine),
+        )
+    finally:
+        await database.close()
+
+
 def test_rows_through_the_sqlite_writer_read_back_as_through_sqlalchemy(tmp_path: Path) -> None:
     """The writer's raw insert applies SQLAlchemy's own conversions (times, JSON, booleans):
     a row reads back the same as one SQLAlchemy wrote."""
@@ -232,11 +249,7 @@ def test_rows_through_the_sqlite_writer_read_back_as_through_sqlalchemy(tmp_path
     local = NOW.astimezone(timezone(timedelta(hours=8)))  # stored as UTC either way
 
     async def main() -> None:
-        database = Database(f"sqlite:///{tmp_path / 'log.db'}")
-        await database.upgrade()
-        try:
-            raw = SqlRequestLog(database.engine, database.sqlite_writer())
-            orm = SqlRequestLog(database.engine)
+        async with both_ways(tmp_path) as (_, raw, orm):
             await raw.insert(
                 [
                     row(1, started=local, text="héllo", **full),
@@ -256,8 +269,6 @@ def test_rows_through_the_sqlite_writer_read_back_as_through_sqlalchemy(tmp_path
             assert by_id["req_0001"].started == NOW
             assert by_id["req_0001"].attempt_log == full["attempt_log"]
             assert by_id["req_0002"].attempt_log is None and by_id["req_0002"].stream is False
-        finally:
-            await database.close()
 
     asyncio.run(main())
 
@@ -285,11 +296,7 @@ def test_rows_through_the_sqlite_writer_are_stored_as_sqlalchemy_stores_them(
     )
 
     async def main() -> None:
-        database = Database(f"sqlite:///{tmp_path / 'log.db'}")
-        await database.upgrade()
-        try:
-            raw = SqlRequestLog(database.engine, database.sqlite_writer())
-            orm = SqlRequestLog(database.engine)
+        async with both_ways(tmp_path) as (database, raw, orm):
             for n, started in enumerate(times):
                 await raw.insert([row(10 * n, started=started, **full), row(10 * n + 1)])
                 await orm.insert([row(10 * n + 5, started=started, **full), row(10 * n + 6)])
@@ -299,7 +306,5 @@ def test_rows_through_the_sqlite_writer_are_stored_as_sqlalchemy_stores_them(
                         ours = (await conn.exec_driver_sql(sql, (f"req_{mine:04d}",))).one()
                         sa = (await conn.exec_driver_sql(sql, (f"req_{theirs:04d}",))).one()
                         assert tuple(ours) == tuple(sa)
-        finally:
-            await database.close()
 
     asyncio.run(main())

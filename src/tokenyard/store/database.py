@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import event, text
@@ -17,7 +17,10 @@ from tokenyard.errors import ServiceUnavailable
 from tokenyard.store.holds import HoldStore
 from tokenyard.store.postgres_holds import PostgresHolds
 from tokenyard.store.sqlite_holds import SqliteHolds
-from tokenyard.store.sqlite_writer import PAGE_SIZE, SqliteWriter
+from tokenyard.store.sqlite_writer import SqliteWriter, configure
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 CONNECT_TIMEOUT_S = 5.0
@@ -46,11 +49,7 @@ def async_url(url: str) -> str:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute(f"PRAGMA page_size={PAGE_SIZE}")  # a new file's; before WAL fixes it
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA foreign_keys=ON")
+    configure(cursor.execute, busy_ms=10_000)
     cursor.close()
 
 
@@ -155,11 +154,18 @@ def _pinger(dialect: Dialect) -> Callable[[Any, Any, Any], None]:
     return ping
 
 
-def _upgrade(connection: Connection) -> None:
-    from alembic import command  # loaded only to migrate: it costs a fifth of a second
-    from alembic.config import Config as AlembicConfig
+def migrations(connection: Connection) -> AlembicConfig:
+    """Alembic's configuration for our migrations, run on ``connection`` (migrations/env.py
+    takes it from there)."""
+    from alembic.config import Config  # loaded only to migrate: it costs a fifth of a second
 
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(_MIGRATIONS))
-    cfg.attributes["connection"] = connection
-    command.upgrade(cfg, "head")
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def _upgrade(connection: Connection) -> None:
+    from alembic import command
+
+    command.upgrade(migrations(connection), "head")

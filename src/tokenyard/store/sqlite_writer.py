@@ -62,7 +62,7 @@ PAGE_SIZE = 1024
 commit writes each page it changed to the WAL whole, with a checksum over it, and the hot
 path's commits change ~10 pages for a few hundred bytes of rows: 1 KiB pages, SQLite's
 default before 3.12, cost a hold and its charge 54 µs instead of 80 at one request a
-commit (docs/decisions/0019). It must be set before WAL mode, which fixes it."""
+commit (docs/decisions/0019). Set by ``configure``."""
 
 
 @dataclass(slots=True)
@@ -81,16 +81,24 @@ def value(result: object) -> Any:
     return result
 
 
+def configure(execute: Callable[[str], object], busy_ms: int) -> None:
+    """The settings of every connection to the file, ``execute`` being its cursor's: this
+    writer's two and the engine's (database.py). The page size comes first: it applies only
+    to a file not made yet, and WAL mode, which makes it, fixes it."""
+    execute(f"PRAGMA page_size={PAGE_SIZE}")
+    execute("PRAGMA journal_mode=WAL")
+    execute("PRAGMA synchronous=NORMAL")
+    execute(f"PRAGMA busy_timeout={busy_ms}")
+    execute("PRAGMA foreign_keys=ON")
+
+
 def _connect(path: str, busy_ms: int) -> sqlite3.Cursor:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute(f"PRAGMA busy_timeout={busy_ms}")
-    conn.execute("PRAGMA foreign_keys=ON")
+    cursor = conn.cursor()
+    configure(cursor.execute, busy_ms)
     if busy_ms == 0:  # the event loop's connection: checkpoints happen on the thread
-        conn.execute("PRAGMA wal_autocheckpoint=0")
-    return conn.cursor()
+        cursor.execute("PRAGMA wal_autocheckpoint=0")
+    return cursor
 
 
 def _apply(cursor: sqlite3.Cursor, operation: Operation) -> object:

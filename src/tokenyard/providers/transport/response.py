@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from tokenyard.deadline_timer import DeadlineTimer
+
 if TYPE_CHECKING:
     from tokenyard.providers.transport.connection import Connection
 
@@ -46,8 +48,7 @@ class Response:
         self._complete = False
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._deadline = 0.0
+        self._timer: DeadlineTimer | None = None  # the idle timeout's, made by the first wait
 
     # -- fed by the connection ----------------------------------------------------------
 
@@ -138,29 +139,22 @@ class Response:
 
     async def _wait(self) -> None:
         """Until more of the body (or its end, or a failure) arrives; within the idle
-        timeout. One timer serves many waits: it is armed by the first, and when it fires
-        early (a later wait moved the deadline) it arms itself again for the rest."""
+        timeout. One re-pointed timer serves all the waits (deadline_timer.py)."""
         loop = self._loop
         self._waiter = waiter = loop.create_future()
         if self._idle_timeout_s is not None:
-            self._deadline = loop.time() + self._idle_timeout_s
             if self._timer is None:
-                self._timer = loop.call_at(self._deadline, self._check_idle)
+                self._timer = DeadlineTimer(loop, self._idle)
+            self._timer.set(loop.time() + self._idle_timeout_s)
         try:
             await waiter
         finally:
             self._waiter = None
 
-    def _check_idle(self) -> None:
-        self._timer = None
+    def _idle(self) -> None:
         waiter = self._waiter
-        if waiter is None or waiter.done():
-            return  # not waiting: the next wait arms a timer again
-        loop = self._loop
-        if loop.time() >= self._deadline:
+        if waiter is not None and not waiter.done():  # else the next wait times itself
             waiter.set_exception(TimeoutError())
-        else:
-            self._timer = loop.call_at(self._deadline, self._check_idle)
 
     def _take(self) -> bytes:
         data = self._buffer[0] if len(self._buffer) == 1 else b"".join(self._buffer)
@@ -200,8 +194,7 @@ class Response:
 
     def _end(self, *, reusable: bool) -> None:
         if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+            self._timer.stop()
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.done(reusable=reusable)

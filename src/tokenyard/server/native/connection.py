@@ -236,6 +236,12 @@ class Connection(asyncio.Protocol):
     def stopping(self) -> bool:
         return self.service.stopping
 
+    @property
+    def backed_up(self) -> bool:
+        """``drain`` would wait or raise; else a writer need not call it (a coroutine for
+        each frame of a stream)."""
+        return self.write_paused or self.lost
+
     async def drain(self) -> None:
         """Wait while the transport's buffer is over its high-water mark."""
         if self.lost:

@@ -155,7 +155,7 @@ class NativeExchange:
         framing = CHUNKED if self.chunked else ""
         self.connection.write(head(200, headers, framing, keep_alive=self._keeping(headers)))
         self.status, self.started = 200, True
-        if self.connection.write_paused or self.connection.lost:  # else drain() would return
+        if self.connection.backed_up:
             await self.connection.drain()
 
     async def write(self, data: bytes) -> None:
@@ -164,7 +164,7 @@ class NativeExchange:
         if self.chunked:
             data = b"%x\r\n%b\r\n" % (len(data), data)
         self.connection.write(data)
-        if self.connection.write_paused or self.connection.lost:  # no coroutine per frame
+        if self.connection.backed_up:
             await self.connection.drain()
 
     def _keeping(self, headers: dict[str, str]) -> bool:
